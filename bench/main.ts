@@ -1,0 +1,19 @@
+/**
+ * `deno task bench [NAME...]`: runs the named benchmarks (all when none is named).
+ *
+ * @module
+ */
+import { type Bench, report } from "./_report.ts";
+
+/** Benchmarks by name. Each module is imported statically so that the program stays compile-ready. */
+const benches: Record<string, Bench> = {};
+
+const names = Deno.args.length > 0 ? Deno.args : Object.keys(benches);
+for (const name of names) {
+  const bench = benches[name];
+  if (!bench) {
+    console.error(`Unknown benchmark "${name}"; choose from: ${Object.keys(benches).join(", ")}`);
+    Deno.exit(2);
+  }
+  await bench(report);
+}
