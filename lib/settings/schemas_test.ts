@@ -1,0 +1,164 @@
+import assert from "node:assert/strict";
+import {
+  AnalyzeSAESettingsSchema,
+  FeatureAnalyzerConfigSchema,
+  MongoDBConfigSchema,
+  normalizeDtype,
+  normalizeMongoUri,
+  resolveSamplings,
+  type SubsampleConfig,
+} from "./schemas.ts";
+
+Deno.test("normalizeDtype() accepts the Python and short spellings", async (t) => {
+  const cases: [string, string | undefined][] = [
+    ["float32", "float32"],
+    ["torch.float32", "float32"],
+    ["torch.float", "float32"],
+    ["fp32", "float32"],
+    ["float16", "float16"],
+    ["torch.float16", "float16"],
+    ["torch.half", "float16"],
+    ["bfloat16", "bfloat16"],
+    ["torch.bfloat16", "bfloat16"],
+    ["BF16", "bfloat16"],
+    ["torch.int8", undefined],
+    ["", undefined],
+  ];
+  for (const [input, expected] of cases) {
+    await t.step(JSON.stringify(input), () => assert.equal(normalizeDtype(input), expected));
+  }
+});
+
+Deno.test("normalizeMongoUri() completes bare hosts and keeps real URIs", async (t) => {
+  const cases: [string, string | undefined][] = [
+    ["localhost", "mongodb://localhost:27017/"],
+    ["localhost:27018", "mongodb://localhost:27018/"],
+    ["10.0.0.5", "mongodb://10.0.0.5:27017/"],
+    ["user:pw@db.example", "mongodb://user:pw@db.example:27017/"],
+    ["a:1,b", "mongodb://a:1,b:27017/"],
+    ["db/mechinterp?retryWrites=true", "mongodb://db:27017/mechinterp?retryWrites=true"],
+    ["mongodb://localhost:27017/", "mongodb://localhost:27017/"],
+    ["mongodb+srv://cluster0.example.net/", "mongodb+srv://cluster0.example.net/"],
+    ["http://localhost", undefined],
+    ["has space", undefined],
+    ["", undefined],
+  ];
+  for (const [input, expected] of cases) {
+    await t.step(JSON.stringify(input), () => assert.equal(normalizeMongoUri(input), expected));
+  }
+});
+
+Deno.test("MongoDBConfigSchema applies the Python defaults and the timeout", () => {
+  assert.deepEqual(MongoDBConfigSchema.parse({}), {
+    mongo_uri: "mongodb://localhost:27017/",
+    mongo_db: "mechinterp",
+    timeout_ms: 5000,
+  });
+});
+
+const entry = (proportion: number, n_samples: number): SubsampleConfig => ({
+  proportion,
+  n_samples,
+  max_length: null,
+});
+
+Deno.test("resolveSamplings() turns uniform subsamples into top, bands and non-activating", () => {
+  const s = resolveSamplings({
+    subsamples: {
+      "low": entry(0.2, 3),
+      top_activations: entry(1, 10),
+      "high": entry(0.8, 4),
+      non_activating: entry(0.3, 7),
+    },
+    subsample_rule: "uniform",
+    n_top: 20,
+    n_non_activating: 20,
+  });
+  assert.deepEqual(
+    s.map((x) => [x.name, x.kind, x.lower, x.proportion, x.n_samples]),
+    [
+      ["top_activations", "top", 0, 1, 10],
+      ["high", "band", 0.2, 0.8, 4],
+      ["low", "band", 0, 0.2, 3],
+      ["non_activating", "non_activating", 0, 0, 7],
+    ],
+  );
+});
+
+Deno.test("resolveSamplings() adds top and non-activating samplings when not named", () => {
+  const s = resolveSamplings({
+    subsamples: { "half": entry(0.5, 5) },
+    subsample_rule: "uniform",
+    n_top: 12,
+    n_non_activating: 0,
+  });
+  assert.deepEqual(s.map((x) => [x.name, x.kind, x.n_samples]), [
+    ["top_activations", "top", 12],
+    ["half", "band", 5],
+  ]);
+});
+
+Deno.test("resolveSamplings() follows the Python rule when asked", () => {
+  const s = resolveSamplings({
+    subsamples: { top_activations: entry(1, 10), non_activating: entry(0.3, 20) },
+    subsample_rule: "python",
+    n_top: 20,
+    n_non_activating: 20,
+  });
+  assert.deepEqual(s.map((x) => [x.name, x.kind, x.proportion, x.lower]), [
+    ["top_activations", "top", 1, 0],
+    ["non_activating", "python", 0.3, 0],
+  ]);
+});
+
+Deno.test("FeatureAnalyzerConfigSchema rejects a proportion above 1", () => {
+  const r = FeatureAnalyzerConfigSchema.safeParse({
+    total_analyzing_tokens: 10,
+    subsamples: { a: { proportion: 1.5, n_samples: 2 } },
+  });
+  assert.equal(r.success, false);
+  assert.equal(r.error?.issues[0]?.message, "expected a number in (0, 1]");
+  assert.deepEqual(r.error?.issues[0]?.path, ["subsamples", "a", "proportion"]);
+});
+
+Deno.test("AnalyzeSAESettingsSchema accepts and ignores Python-only fields", () => {
+  const s = AnalyzeSAESettingsSchema.parse({
+    sae: { pretrained_name_or_path: "results" },
+    sae_name: "s",
+    sae_series: "x",
+    model: { model_name: "gpt2", use_flash_attn: true, backend: "huggingface" },
+    activation_factory: {
+      sources: [{ name: "d" }],
+      target: "activations-2d",
+      hook_points: ["blocks.0.hook_resid_post"],
+      batch_size: 4,
+      num_workers: 8,
+      model_batch_size: 2,
+      buffer_shuffle: { perm_seed: 1 },
+    },
+    analyzer: { total_analyzing_tokens: 100, enable_sampling: false, clt_layer: 0 },
+    model_parallel_size: 1,
+    device_type: "cuda",
+    amp_dtype: "torch.bfloat16",
+  });
+  assert.equal(s.activation_factory.context_size, 2048, "model.max_length by default");
+  assert.equal(s.model?.model_name, "gpt2");
+});
+
+Deno.test("AnalyzeSAESettingsSchema refuses targets other than activations-2d", () => {
+  const r = AnalyzeSAESettingsSchema.safeParse({
+    sae: { pretrained_name_or_path: "results" },
+    sae_name: "s",
+    sae_series: "x",
+    model_name: "gpt2",
+    activation_factory: {
+      sources: [{ name: "d" }],
+      target: "activations-1d",
+      hook_points: ["h"],
+      batch_size: 4,
+    },
+    analyzer: { total_analyzing_tokens: 100 },
+  });
+  assert.equal(r.success, false);
+  assert.deepEqual(r.error?.issues[0]?.path, ["activation_factory", "target"]);
+});
