@@ -4,9 +4,12 @@
  * @module
  */
 import { type Bench, report } from "./_report.ts";
+import { modelHookBench } from "./model_hook.ts";
 
 /** Benchmarks by name. Each module is imported statically so that the program stays compile-ready. */
-const benches: Record<string, Bench> = {};
+const benches: Record<string, Bench> = {
+  model_hook: modelHookBench,
+};
 
 const names = Deno.args.length > 0 ? Deno.args : Object.keys(benches);
 for (const name of names) {
