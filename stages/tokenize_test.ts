@@ -1,0 +1,289 @@
+import { deepStrictEqual as assertEquals, ok as assert } from "node:assert/strict";
+import { join } from "node:path";
+import { ConfigError } from "../lib/errors.ts";
+import type { ContextBatch, TextRecord } from "../lib/types.ts";
+import { loadTokenizer, openDataset } from "../lib/data/mod.ts";
+import { tokenize } from "./tokenize.ts";
+
+/** Deno 2 turns the resource and op sanitizers off by default: these tests want them on. */
+function test(name: string, fn: (t: Deno.TestContext) => Promise<void> | void): void {
+  Deno.test({ name, sanitizeResources: true, sanitizeOps: true, fn });
+}
+
+const TINY = new URL("../fixtures/tiny-neox/", import.meta.url).pathname;
+const TEXT = new URL("../fixtures/text/", import.meta.url).pathname;
+const tok = await loadTokenizer(TINY);
+const encode = (text: string) => tok.tokenizer.encode(text, { add_special_tokens: false }).ids;
+const EOT = 0; // <|endoftext|>: BOS, EOS and (no pad_token) padding of the Pythia-style fixture
+
+async function assertRejects<E extends Error>(
+  fn: () => Promise<unknown>,
+  ErrorClass: new (...args: never[]) => E,
+): Promise<E> {
+  try {
+    await fn();
+  } catch (e) {
+    assert(e instanceof ErrorClass, `expected ${ErrorClass.name}, got ${String(e)}`);
+    return e;
+  }
+  throw new Error(`expected a rejection with ${ErrorClass.name}`);
+}
+
+const rec = (row: number, text: string): TextRecord => ({ source: "s", shard: 0, row, text });
+
+function run(
+  records: TextRecord[],
+  options: Partial<Parameters<typeof tokenize>[0]> = {},
+): Promise<ContextBatch[]> {
+  return Array.fromAsync(
+    ReadableStream.from(records).pipeThrough(
+      tokenize({ tokenizer: tok, contextSize: 8, batchSize: 4, ...options }),
+    ),
+  );
+}
+
+/** A pull-counting source of `n` records that records how it was cancelled. */
+function countingSource(n: number, text = "the quick brown fox") {
+  const state = { pulls: 0, cancelled: undefined as unknown, closed: false };
+  const stream = new ReadableStream<TextRecord>({
+    pull(controller) {
+      if (state.pulls === n) {
+        state.closed = true;
+        controller.close();
+        return;
+      }
+      controller.enqueue(rec(state.pulls++, text));
+    },
+    cancel(reason) {
+      state.cancelled = reason;
+    },
+  }, { highWaterMark: 1 });
+  return { stream, state };
+}
+
+const ticks = async (n = 10) => {
+  for (let i = 0; i < n; i++) await new Promise((r) => setTimeout(r, 0));
+};
+
+test("tokenize() masks BOS and padding, attends to real tokens, pads with EOS", async () => {
+  const ids = encode("Hello world");
+  assert(ids.length > 0 && ids.length < 15);
+  const [batch] = await run([rec(5, "Hello world")], { contextSize: 16 });
+  const pad = 16 - 1 - ids.length;
+  assertEquals(batch!.batchSize, 1);
+  assertEquals(batch!.contextSize, 16);
+  assertEquals([...batch!.tokens], [EOT, ...ids, ...Array(pad).fill(EOT)]);
+  assertEquals([...batch!.attention], [1, ...ids.map(() => 1), ...Array(pad).fill(0)]);
+  assertEquals([...batch!.mask], [0, ...ids.map(() => 1), ...Array(pad).fill(0)]);
+  assertEquals(batch!.origins, [{ source: "s", shard: 0, row: 5 }]);
+});
+
+test("tokenize() truncates a long row to one context, as the Python tool does", async () => {
+  const text = "The licenses for most software are designed to take away your freedom";
+  const ids = encode(text);
+  assert(ids.length > 7);
+  const [batch] = await run([rec(0, text)]);
+  assertEquals([...batch!.tokens], [EOT, ...ids.slice(0, 7)]);
+  assertEquals([...batch!.mask], [0, 1, 1, 1, 1, 1, 1, 1]);
+});
+
+test("tokenize() batches contexts, the last batch smaller, origins in order", async () => {
+  const batches = await run([0, 1, 2, 3, 4, 5, 6, 7, 8, 9].map((i) => rec(i, `row ${i}`)), {
+    batchSize: 4,
+  });
+  assertEquals(batches.map((b) => b.batchSize), [4, 4, 2]);
+  assertEquals(batches.map((b) => b.tokens.length), [32, 32, 16]);
+  assertEquals(batches.flatMap((b) => b.origins.map((o) => o.row)), [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
+  assertEquals([...batches[2]!.tokens.subarray(8, 16)].slice(0, 1 + encode("row 9").length), [
+    EOT,
+    ...encode("row 9"),
+  ]);
+});
+
+test("tokenize() splits long rows into BOS-led contexts with token offsets", async () => {
+  const text = (await Deno.readTextFile(join(TEXT, "corpus.jsonl"))).split("\n").map((l) =>
+    l && JSON.parse(l).text
+  ).find((t: string) => encode(t).length > 20)!;
+  const ids = encode(text);
+  const batches = await run([rec(3, text)], { splitLongRows: true, batchSize: 2 });
+  const contexts = batches.flatMap((b) =>
+    b.origins.map((o, i) => ({
+      o,
+      t: [...b.tokens.subarray(i * 8, i * 8 + 8)],
+      a: [...b.attention.subarray(i * 8, i * 8 + 8)],
+    }))
+  );
+  assertEquals(contexts.length, Math.ceil(ids.length / 7));
+  assertEquals(contexts.map((c) => c.o.offset), contexts.map((_, i) => i * 7));
+  assert(contexts.every((c) => c.o.row === 3 && c.t[0] === EOT && c.a[0] === 1));
+  // The real tokens after each BOS, in order, are the whole row.
+  const real = contexts.flatMap((c) => c.t.slice(1).filter((_, i) => c.a[i + 1] === 1));
+  assertEquals(real, ids);
+});
+
+test("tokenize() masks ignored ids and EOS inside the text", async () => {
+  const ids = encode("a<|endoftext|>b c");
+  assert(ids.includes(EOT), "the special token in the text is one id");
+  const ignored = encode(" c")[0]!;
+  const [batch] = await run([rec(0, "a<|endoftext|>b c")], { ignoreTokenIds: [ignored] });
+  const mask = [...batch!.mask].slice(1, 1 + ids.length);
+  assertEquals(mask, ids.map((id) => (id === EOT || id === ignored ? 0 : 1)));
+});
+
+test("tokenize() turns an empty row into a BOS-only context, or nothing without BOS", async () => {
+  const [withBos] = await run([rec(0, ""), rec(1, "x")]);
+  assertEquals(withBos!.batchSize, 2);
+  assertEquals([...withBos!.attention.subarray(0, 8)], [1, 0, 0, 0, 0, 0, 0, 0]);
+  assertEquals([...withBos!.mask.subarray(0, 8)], [0, 0, 0, 0, 0, 0, 0, 0]);
+  const [noBos] = await run([rec(0, ""), rec(1, "x")], { prependBos: false });
+  assertEquals(noBos!.origins.map((o) => o.row), [1]);
+  assertEquals(noBos!.tokens[0], encode("x")[0]);
+  assertEquals(noBos!.mask[0], 1);
+});
+
+test("tokenize() honours explicit BOS and PAD ids and loads a tokenizer from a path", async () => {
+  const [batch] = await Array.fromAsync(
+    ReadableStream.from([rec(0, "hi")]).pipeThrough(
+      tokenize({ tokenizer: TINY, contextSize: 6, batchSize: 2, bosTokenId: 7, padTokenId: 9 }),
+    ),
+  );
+  const ids = encode("hi");
+  assertEquals([...batch!.tokens], [7, ...ids, ...Array(5 - ids.length).fill(9)]);
+});
+
+test("tokenize() errors the stream with a ConfigError when tokenizer.json does not parse", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const file = join(dir, "tokenizer.json");
+    await Deno.writeTextFile(file, "{ not json");
+    const { stream, state } = countingSource(3);
+    const err = await assertRejects(
+      () =>
+        Array.fromAsync(
+          stream.pipeThrough(tokenize({ tokenizer: dir, contextSize: 8, batchSize: 2 })),
+        ),
+      ConfigError,
+    );
+    assert(
+      err.message.startsWith(`Cannot load tokenizer: ${file} is not valid JSON (`),
+      err.message,
+    );
+    assert(state.cancelled === err, "the source was not cancelled with the error");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+test("tokenize() rejects bad sizes with a RangeError", () => {
+  for (
+    const [contextSize, batchSize, message] of [
+      [1, 4, "tokenize(): contextSize must be an integer >= 2, got 1"],
+      [8, 0, "tokenize(): batchSize must be an integer >= 1, got 0"],
+      [8.5, 4, "tokenize(): contextSize must be an integer >= 2, got 8.5"],
+    ] as const
+  ) {
+    try {
+      tokenize({ tokenizer: tok, contextSize, batchSize });
+      throw new Error("no error");
+    } catch (e) {
+      assert(e instanceof RangeError);
+      assertEquals(e.message, message);
+    }
+  }
+});
+
+test("tokenize() holds a source that counts pulls to a few batches when the sink does not read", async () => {
+  const { stream, state } = countingSource(1000);
+  const batches = stream.pipeThrough(tokenize({ tokenizer: tok, contextSize: 8, batchSize: 4 }));
+  const reader = batches.getReader();
+  await ticks();
+  // One batch queued (4 rows), one record waiting in the writable queue, one in the pipe, one in
+  // the source's queue, plus a partial batch: never the whole dataset.
+  const held = state.pulls;
+  assert(held <= 8, `the source was pulled ${held} times with nobody reading`);
+  await reader.read();
+  await ticks();
+  assert(state.pulls - held <= 4, `one batch read let ${state.pulls - held} more records in`);
+  await reader.cancel("enough");
+  await ticks(); // the pipe inside pipeThrough passes the cancel on asynchronously
+  assertEquals(state.cancelled, "enough");
+});
+
+test("tokenize() with a slow sink stalls the dataset reader, and cancel closes the file", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const path = join(dir, "rows.jsonl");
+    await Deno.writeTextFile(
+      path,
+      Array.from({ length: 5000 }, (_, i) => JSON.stringify({ text: `row number ${i}` })).join(
+        "\n",
+      ),
+    );
+    const source = await openDataset({ name: "rows", pathOrId: path });
+    let release!: () => void;
+    let writes = 0;
+    const abort = new AbortController();
+    const done = source.pipeThrough(tokenize({ tokenizer: tok, contextSize: 8, batchSize: 4 }))
+      .pipeTo(
+        new WritableStream<ContextBatch>({
+          async write() {
+            writes++;
+            await new Promise<void>((r) => (release = r)); // released only when the test says
+          },
+        }, { highWaterMark: 1 }),
+        { signal: abort.signal },
+      );
+    await ticks(20);
+    assertEquals(writes, 1);
+    assert(source.stats.rowsRead <= 12, `read ${source.stats.rowsRead} rows with a stalled sink`);
+    const before = source.stats.rowsRead;
+    release();
+    await ticks(20);
+    assertEquals(writes, 2);
+    assert(source.stats.rowsRead - before <= 8);
+    abort.abort(new Error("stop"));
+    release();
+    await assertRejects(() => done, Error);
+    // The file was closed: the test's resource sanitizer fails otherwise.
+    const after = source.stats.rowsRead;
+    await ticks(5);
+    assertEquals(source.stats.rowsRead, after);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+test("tokenize() passes a source error down and a sink error up", async (t) => {
+  await t.step("an error in the source reaches the reader", async () => {
+    const boom = new Error("disk gone");
+    let n = 0;
+    const source = new ReadableStream<TextRecord>({
+      pull(controller) {
+        if (n === 5) throw boom;
+        controller.enqueue(rec(n++, "x"));
+      },
+    });
+    const reader = source.pipeThrough(tokenize({ tokenizer: tok, contextSize: 8, batchSize: 4 }))
+      .getReader();
+    assertEquals((await reader.read()).value?.batchSize, 4);
+    const err = await assertRejects(() => reader.read(), Error);
+    assert(err === boom);
+  });
+  await t.step("an error in the sink cancels the source with it", async () => {
+    const { stream, state } = countingSource(100);
+    const boom = new Error("store down");
+    await assertRejects(
+      () =>
+        stream.pipeThrough(tokenize({ tokenizer: tok, contextSize: 8, batchSize: 4 })).pipeTo(
+          new WritableStream({
+            write() {
+              throw boom;
+            },
+          }),
+        ),
+      Error,
+    );
+    assert(state.cancelled === boom);
+    assert(!state.closed && state.pulls < 100);
+  });
+});
