@@ -1,0 +1,125 @@
+import onnxProto from "onnx-proto";
+import { ConfigError } from "../errors.ts";
+import { listHookPoints, OnnxModel } from "../onnx/mod.ts";
+import { assert, assertEquals, assertThrows, buildTail, fixtureDir } from "./_testing.ts";
+import { DlaComputer, findUnembeddingTail } from "./mod.ts";
+
+const NEOX = `${fixtureDir("tiny-neox")}/model.onnx`;
+const neox = await OnnxModel.load(NEOX);
+
+Deno.test("findUnembeddingTail() takes tiny-neox's final LayerNorm and unembedding, nothing more", () => {
+  const tail = findUnembeddingTail(neox);
+  assertEquals(tail.residTensor, "/gpt_neox/layers.3/Add_1_output_0");
+  assertEquals(tail.foundBy, "input of the final norm /gpt_neox/final_layer_norm");
+  // The input of the final norm is the last block's hook_resid_post.
+  const post = listHookPoints(neox).find((h) => h.hook === "blocks.3.hook_resid_post");
+  assertEquals(post?.tensor, tail.residTensor);
+  assertEquals(tail.logitsTensor, "logits");
+  assertEquals(tail.model.nodes.map((n) => n.opType), ["LayerNormalization", "MatMul"]);
+  assertEquals(tail.model.inputs.map((i) => i.name), [tail.residTensor]);
+  assertEquals([tail.dModel, tail.vocabSize, tail.layout], [64, 1024, "batch"]);
+});
+
+Deno.test("findUnembeddingTail() reads a decomposed RMSNorm with tied embeddings and a soft-cap", () => {
+  const { model } = buildTail({ dModel: 8, vocab: 20, norm: "RMSNorm", tied: true, softcap: 30 });
+  const tail = findUnembeddingTail(model);
+  assertEquals(tail.residTensor, "/model/embed_tokens/Gather_output_0");
+  assertEquals(tail.foundBy, "input of the final norm /model/norm");
+  const ops = tail.model.nodes.map((n) => n.opType);
+  assert(ops.includes("Transpose") && ops.includes("Tanh") && !ops.includes("Gather"), `${ops}`);
+  // The width comes from the (transposed, tied) unembedding weight.
+  assertEquals([tail.dModel, tail.vocabSize], [8, 20]);
+});
+
+Deno.test("findUnembeddingTail() falls back to the last block's hook_resid_post", () => {
+  // tiny-neox with its final norm node renamed out of its scope.
+  const proto = onnxProto.onnx.ModelProto.decode(neox.toBytes());
+  const node = proto.graph!.node!.find((n) =>
+    n.name === "/gpt_neox/final_layer_norm/LayerNormalization"
+  )!;
+  node.name = "/gpt_neox/LayerNormalization_9";
+  const renamed = OnnxModel.fromBytes(onnxProto.onnx.ModelProto.encode(proto).finish());
+  const tail = findUnembeddingTail(renamed);
+  assertEquals(tail.residTensor, "/gpt_neox/layers.3/Add_1_output_0");
+  assertEquals(tail.foundBy, "blocks.3.hook_resid_post");
+});
+
+Deno.test("findUnembeddingTail() takes given tensors", async () => {
+  const tail = findUnembeddingTail(neox, {
+    residTensor: "/gpt_neox/final_layer_norm/LayerNormalization_output_0",
+  });
+  assertEquals(tail.foundBy, "given");
+  assertEquals(tail.model.nodes.map((n) => n.opType), ["MatMul"]);
+  // Without the norm, the logits are linear in the row.
+  await using dla = await DlaComputer.create(tail, {
+    center: false,
+    session: { intraOpThreads: 1 },
+  });
+  const row = new Float32Array(64).map((_, i) => i % 3);
+  const a = await dla.logits(row);
+  const b = await dla.logits(row.map((v) => 2 * v));
+  assert(a.every((v, i) => Math.abs(2 * v - b[i]!) < 1e-4));
+});
+
+Deno.test("findUnembeddingTail() refuses graphs without a usable tail, saying what it looked for", async (t) => {
+  await t.step("no final norm scope and no blocks", () => {
+    const { model } = buildTail({ dModel: 8, vocab: 20, norm: "LayerNorm", anonymous: true });
+    assertThrows(
+      () => findUnembeddingTail(model),
+      ConfigError,
+      `Cannot find the unembedding tail of ONNX model <generated LayerNorm tail>: looked for the ` +
+        `input of a final norm feeding "logits" (node scopes …/final_layer_norm/, …/ln_f/, …/norm/, ` +
+        `…/final_layernorm/, …/norm_f/, …/final_norm/, …/ln_final/ outside the blocks) and for ` +
+        `the last block's blocks.N.hook_resid_post, found neither; name the residual-stream ` +
+        `tensor with the residTensor option`,
+    );
+  });
+  await t.step("a tail that also reads attention_mask", () => {
+    const { model } = buildTail({ dModel: 8, vocab: 20, norm: "RMSNorm", readsMask: true });
+    assertThrows(
+      () => findUnembeddingTail(model),
+      ConfigError,
+      `the path from "/model/embed_tokens/Gather_output_0" to "logits" also reads graph ` +
+        `input(s) attention_mask; DLA needs a tail that depends on the residual stream alone`,
+    );
+  });
+  await t.step("a given tensor from which the rest of the model runs", () => {
+    assertThrows(
+      () => findUnembeddingTail(neox, { residTensor: "/gpt_neox/layers.1/Add_1_output_0" }),
+      ConfigError,
+      "also reads graph input(s) input_ids, attention_mask;",
+    );
+  });
+  await t.step("no logits output", () => {
+    const pruned = neox.prune([
+      "/gpt_neox/layers.2/Add_1_output_0",
+      "/gpt_neox/layers.3/Add_1_output_0",
+    ]);
+    assertThrows(
+      () => findUnembeddingTail(pruned),
+      ConfigError,
+      `Cannot find the logits of ONNX model ${NEOX}: looked for a graph output named "logits" ` +
+        `or a single float output, found outputs /gpt_neox/layers.2/Add_1_output_0, ` +
+        `/gpt_neox/layers.3/Add_1_output_0`,
+    );
+  });
+  await t.step("a residual tensor the logits do not depend on", () => {
+    const both = neox.addOutputs(["/gpt_neox/layers.3/attention/dense/Add_output_0"]);
+    assertThrows(
+      () =>
+        findUnembeddingTail(both, {
+          residTensor: "/gpt_neox/layers.3/attention/dense/Add_output_0",
+          logitsTensor: "/gpt_neox/layers.1/Add_1_output_0",
+        }),
+      ConfigError,
+      `"/gpt_neox/layers.1/Add_1_output_0" does not depend on it`,
+    );
+  });
+  await t.step("an unknown tensor name", () => {
+    assertThrows(
+      () => findUnembeddingTail(neox, { residTensor: "nope" }),
+      ConfigError,
+      `ONNX model ${NEOX} has no tensor "nope" (residual stream)`,
+    );
+  });
+});
