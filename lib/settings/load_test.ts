@@ -145,10 +145,10 @@ Deno.test(
       s.analyzer.samplings.map((x) => [x.name, x.kind, x.lower, x.proportion, x.n_samples]),
       [
         ["top_activations", "top", 0, 1, 20],
-        ["subsample-0.8", "band", 0.6, 0.8, 10],
-        ["subsample-0.6", "band", 0.4, 0.6, 10],
-        ["subsample-0.4", "band", 0.2, 0.4, 10],
-        ["subsample-0.2", "band", 0, 0.2, 10],
+        ["subsampling_80%", "band", 0.6, 0.8, 10],
+        ["subsampling_60%", "band", 0.4, 0.6, 10],
+        ["subsampling_40%", "band", 0.2, 0.4, 10],
+        ["subsampling_20%", "band", 0, 0.2, 10],
         ["non_activating", "non_activating", 0, 0, 20],
       ],
     );

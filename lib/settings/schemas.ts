@@ -62,6 +62,10 @@ const positiveNumber = () => {
   return z.number({ error: message }).positive({ error: message });
 };
 const nullableText = () => text().nullable().default(null);
+const temperature = () => {
+  const message = "expected a number between 0 and 2";
+  return z.number({ error: message }).min(0, { error: message }).max(2, { error: message });
+};
 
 // ---------------------------------------------------------------------------------------------
 // dtype, device, MongoDB URI
@@ -428,10 +432,10 @@ export type SubsampleConfig = z.output<typeof SubsampleConfigSchema>;
  */
 const DEFAULT_SUBSAMPLES: Record<string, SubsampleConfig> = {
   top_activations: { proportion: 1.0, n_samples: 20, max_length: null },
-  "subsample-0.8": { proportion: 0.8, n_samples: 10, max_length: null },
-  "subsample-0.6": { proportion: 0.6, n_samples: 10, max_length: null },
-  "subsample-0.4": { proportion: 0.4, n_samples: 10, max_length: null },
-  "subsample-0.2": { proportion: 0.2, n_samples: 10, max_length: null },
+  "subsampling_80%": { proportion: 0.8, n_samples: 10, max_length: null },
+  "subsampling_60%": { proportion: 0.6, n_samples: 10, max_length: null },
+  "subsampling_40%": { proportion: 0.4, n_samples: 10, max_length: null },
+  "subsampling_20%": { proportion: 0.2, n_samples: 10, max_length: null },
   // The proportion of `non_activating` is ignored under the default "uniform" rule.
   non_activating: { proportion: 0.3, n_samples: 20, max_length: null },
 };
@@ -617,6 +621,10 @@ export type FeatureAnalyzerConfig = z.output<typeof FeatureAnalyzerConfigSchema>
  * `[direct_logit_attributor]` (Python `DirectLogitAttributorConfig`).
  *
  * - `top_k` (`10`): tokens kept at each end (most promoted, most suppressed).
+ * - `center` (`true`): saeflow: subtract each feature's mean logit over the vocabulary (what the
+ *   Python tool gets from TransformerLens' `center_unembed`); `false` gives the raw logits.
+ * - `chunk_size` (unset): saeflow: decoder rows per ONNX Runtime run; unset: as many as fit in
+ *   64 MiB of logits.
  *
  * Accepted and ignored: `clt_layer`.
  *
@@ -624,11 +632,14 @@ export type FeatureAnalyzerConfig = z.output<typeof FeatureAnalyzerConfigSchema>
  * ```ts
  * import assert from "node:assert/strict";
  * import { DirectLogitAttributorConfigSchema } from "./schemas.ts";
- * assert(DirectLogitAttributorConfigSchema.parse({}).top_k === 10);
+ * const d = DirectLogitAttributorConfigSchema.parse({});
+ * assert(d.top_k === 10 && d.center === true && d.chunk_size === undefined);
  * ```
  */
 export const DirectLogitAttributorConfigSchema = z.strictObject({
   top_k: positiveInt().default(10),
+  center: bool().default(true),
+  chunk_size: positiveInt().optional(),
   // Accepted and ignored.
   clt_layer: nonNegativeInt().optional(),
 }, { error: TABLE });
@@ -660,7 +671,20 @@ export type ScorerType = z.output<typeof ScorerTypeSchema>;
  *   (`2`).
  * - `include_cot` (`true`), `overwrite_existing` (`false`).
  *
- * (`max_workers` is a top-level setting, as in the Python tool.)
+ * saeflow (the options of `lib/autointerp/options.ts`, same names and defaults):
+ * - `simulation_n_examples` (`5`): activating and non-activating examples simulated, each.
+ * - `requests_per_minute` (`0`), `tokens_per_minute` (`0`): rate limits; 0 for none.
+ * - `request_timeout` (`60`, seconds), `max_retries` (`5`), `retry_base_delay` (`1`, seconds),
+ *   `retry_max_delay` (`60`, seconds): timeouts and backoff of failed requests.
+ * - `max_tokens` (`1000`): most tokens generated per request; `temperature` (unset: the
+ *   endpoint's default; 0–2).
+ * - `json_mode` (`true`): ask for `response_format: json_object`.
+ * - `show_activation_values` (`false`): also show per-token activations (0–10) to the explainer.
+ * - `save_prompts` (`false`): keep the prompts and answers on the interpretation.
+ * - `pass_threshold` (`0.7`): a scorer passes at balanced accuracy ≥ this.
+ * - `seed` (`42`): seed of the example shuffles.
+ *
+ * (`max_workers` and `analysis_name` are top-level settings, as in the Python tool.)
  *
  * @example
  * ```ts
@@ -686,10 +710,25 @@ export const AutoInterpConfigSchema = z.strictObject({
   ),
   detection_n_examples: positiveInt().default(5),
   fuzzing_n_examples: positiveInt().default(5),
-  fuzzing_decile_correct: nonNegativeInt().default(5),
-  fuzzing_decile_incorrect: nonNegativeInt().default(2),
+  fuzzing_decile_correct: positiveInt().default(5),
+  fuzzing_decile_incorrect: positiveInt().default(2),
   include_cot: bool().default(true),
   overwrite_existing: bool().default(false),
+  // saeflow:
+  simulation_n_examples: positiveInt().default(5),
+  requests_per_minute: nonNegativeInt().default(0),
+  tokens_per_minute: nonNegativeInt().default(0),
+  request_timeout: positiveNumber().default(60),
+  max_retries: nonNegativeInt().default(5),
+  retry_base_delay: positiveNumber().default(1),
+  retry_max_delay: positiveNumber().default(60),
+  max_tokens: positiveInt().default(1000),
+  temperature: temperature().nullable().default(null),
+  json_mode: bool().default(true),
+  show_activation_values: bool().default(false),
+  save_prompts: bool().default(false),
+  pass_threshold: unitInterval().default(0.7),
+  seed: integer().default(42),
 }, { error: TABLE });
 /** User-facing `[auto_interp]` table. */
 export type AutoInterpConfigInput = z.input<typeof AutoInterpConfigSchema>;
