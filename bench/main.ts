@@ -6,11 +6,13 @@
 import { type Bench, report } from "./_report.ts";
 import { modelHookBench } from "./model_hook.ts";
 import { dlaBench } from "./dla.ts";
+import { viewerBench } from "./viewer.ts";
 
 /** Benchmarks by name. Each module is imported statically so that the program stays compile-ready. */
 const benches: Record<string, Bench> = {
   model_hook: modelHookBench,
   dla: dlaBench,
+  viewer: viewerBench,
 };
 
 const names = Deno.args.length > 0 ? Deno.args : Object.keys(benches);
