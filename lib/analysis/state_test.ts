@@ -1,0 +1,573 @@
+import { deepStrictEqual as assertEquals, ok as assert, throws } from "node:assert/strict";
+import { ConfigError } from "../errors.ts";
+import type { FeatureAnalysis, FeatureBatch, FeatureRecord, Sample } from "../types.ts";
+import { AnalyzerState } from "./state.ts";
+import type { FeatureAnalyzerOptions } from "./options.ts";
+import {
+  keyOf,
+  reference,
+  referenceSample,
+  rng,
+  type Synthetic,
+  synthetic,
+  toBatches,
+} from "./_test_util.ts";
+
+function run(batches: FeatureBatch[], options: FeatureAnalyzerOptions): AnalyzerState {
+  const state = new AnalyzerState(options);
+  for (const b of batches) state.add(b);
+  return state;
+}
+
+function analysis(r: FeatureRecord, name = "default"): FeatureAnalysis {
+  const a = r.analyses[name];
+  assert(a !== undefined, `record ${r.index} has no analysis ${name}`);
+  return a;
+}
+
+function rows(samples: Sample[]): number[] {
+  return samples.map((s) => s.row);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Planted features
+
+/** 10 contexts of 8 tokens; token id = 100·c + t; BOS masked. */
+function planted(): Synthetic {
+  const nCtx = 10;
+  const T = 8;
+  const dSae = 6;
+  const tokens = new Int32Array(nCtx * T);
+  const mask = new Uint8Array(nCtx * T);
+  const attention = new Uint8Array(nCtx * T).fill(1);
+  const dense = new Float32Array(nCtx * T * dSae);
+  const set = (c: number, t: number, f: number, v: number) => dense[(c * T + t) * dSae + f] = v;
+  for (let c = 0; c < nCtx; c++) {
+    for (let t = 0; t < T; t++) {
+      tokens[c * T + t] = 100 * c + t;
+      mask[c * T + t] = t === 0 ? 0 : 1;
+    }
+    set(c, 1, 0, c + 1); // feature 0: strength c+1 on token 1
+    set(c, 2, 1, 5); // feature 1: always 5 (ties)
+    set(c, 3, 2, 1); // feature 2: always 1 ...
+    set(c, 7, 4, c % 2 ? 0.5 : 0); // feature 4: odd contexts, last token
+  }
+  set(4, 0, 2, 100); // ... and 100 on a masked BOS, which must be ignored
+  set(7, 4, 3, 2.5); // feature 3: only context 7
+  // feature 5: dead
+  const origins = Array.from({ length: nCtx }, (_, c) => ({ source: "p", shard: 1, row: c }));
+  return { nCtx, T, dSae, tokens, mask, attention, origins, dense };
+}
+
+Deno.test("AnalyzerState finds planted features: counts, max, top order, ties to the earlier context, bands", async (t) => {
+  const s = planted();
+  for (const B of [10, 3]) {
+    await t.step(`in batches of ${B} contexts`, () => {
+      const state = run(toBatches(s, B), { nTop: 3, windowBefore: 2, windowAfter: 2 });
+      const records = state.finish();
+      assertEquals(records.map((r) => r.index), [0, 1, 2, 3, 4, 5]);
+      assertEquals(state.nAnalyzedTokens, 70);
+
+      const f0 = analysis(records[0]!);
+      assertEquals([f0.act_times, f0.n_analyzed_tokens, f0.max_activation], [10, 70, 10]);
+      assertEquals(f0.mean, 5.5);
+      assert(Math.abs(f0.std - Math.sqrt(8.25)) < 1e-12);
+      const names = f0.samplings.map((x) => x.name);
+      assertEquals(names, [
+        "top_activations",
+        "subsampling_80%",
+        "subsampling_60%",
+        "subsampling_40%",
+        "subsampling_20%",
+        "non_activating",
+      ]);
+      const [top, b80, b60, b40, b20, non] = f0.samplings;
+      assertEquals(rows(top!.samples), [9, 8, 7]);
+      assertEquals(top!.samples[0], {
+        tokens: Int32Array.from([900, 901, 902, 903]),
+        acts: Float32Array.from([0, 10, 0, 0]),
+        peak: 10,
+        peak_pos: 1,
+        source: "p",
+        shard: 1,
+        row: 9,
+        offset: 0,
+      });
+      assertEquals(top!.band, null);
+      assertEquals([b80!.band, rows(b80!.samples)], [[0.6, 0.8], [7, 6]]); // peaks 8, 7
+      assertEquals([b60!.band, rows(b60!.samples)], [[0.4, 0.6], [5, 4]]); // 6, 5
+      assertEquals([b40!.band, rows(b40!.samples)], [[0.2, 0.4], [3, 2]]); // 4, 3
+      assertEquals([b20!.band, rows(b20!.samples)], [[0, 0.2], [1, 0]]); // 2, 1
+      assertEquals(non!.samples.length, 0); // fires everywhere
+
+      const f1 = analysis(records[1]!);
+      assertEquals(rows(f1.samplings[0]!.samples), [0, 1, 2]); // all tie at 5: earliest first
+      for (const band of f1.samplings.slice(1, 5)) assertEquals(band.samples, []); // all at max
+
+      const f2 = analysis(records[2]!);
+      assertEquals([f2.act_times, f2.max_activation], [10, 1]); // the masked 100 is ignored
+
+      const f3 = analysis(records[3]!);
+      assertEquals([f3.act_times, f3.max_activation, f3.std], [1, 2.5, 0]);
+      assertEquals(rows(f3.samplings[0]!.samples), [7]);
+      const f3non = f3.samplings.find((x) => x.name === "non_activating")!;
+      assertEquals(rows(f3non.samples).sort((a, b) => a - b), [0, 1, 2, 3, 4, 5, 6, 8, 9]);
+      for (const sample of f3non.samples) {
+        assertEquals([sample.peak, sample.peak_pos, sample.acts.length], [0, 0, 5]);
+        assertEquals(Array.from(sample.tokens), [0, 1, 2, 3, 4].map((t) => 100 * sample.row + t));
+      }
+
+      const f4 = analysis(records[4]!); // the window is clipped at the context's end
+      assertEquals(f4.samplings[0]!.samples[0]!.tokens, Int32Array.from([105, 106, 107]));
+      assertEquals(f4.samplings[0]!.samples[0]!.peak_pos, 2);
+      assertEquals(f4.samplings[0]!.samples[0]!.offset, 5);
+      assertEquals(rows(f4.samplings.at(-1)!.samples).sort((a, b) => a - b), [0, 2, 4, 6, 8]);
+
+      const f5 = analysis(records[5]!);
+      assertEquals(f5, {
+        act_times: 0,
+        n_analyzed_tokens: 70,
+        max_activation: 0,
+        mean: 0,
+        std: 0,
+        histogram: { relative_accuracy: 0.01, index_offset: 0, counts: new Float64Array(0) },
+        quantiles: [],
+        samplings: [],
+      });
+    });
+  }
+});
+
+// ---------------------------------------------------------------------------------------------
+// Against a slow dense reference
+
+const REF_OPTIONS: FeatureAnalyzerOptions = {
+  nTop: 5,
+  subsamples: {
+    top_activations: { proportion: 1, n_samples: 5 },
+    high: { proportion: 0.8, n_samples: 3 },
+    mid: { proportion: 0.5, n_samples: 3 },
+    low: { proportion: 0.25, n_samples: 4 },
+  },
+  nNonActivating: 4,
+  windowBefore: 3,
+  windowAfter: 4,
+  seed: 9,
+};
+
+function byPeakThenContext(peaks: number[]) {
+  return (a: number, b: number) => peaks[b]! - peaks[a]! || a - b;
+}
+
+function checkAgainstReference(s: Synthetic, records: FeatureRecord[], o: FeatureAnalyzerOptions) {
+  const before = o.windowBefore!;
+  const after = o.windowAfter!;
+  let analyzedTokens = 0;
+  for (const m of s.mask) analyzedTokens += m;
+  const analyzedCtx: number[] = [];
+  for (let c = 0; c < s.nCtx; c++) {
+    if (s.mask.subarray(c * s.T, (c + 1) * s.T).some((m) => m === 1)) analyzedCtx.push(c);
+  }
+  let dead = 0;
+  let bandsChecked = 0;
+  let bandsSampled = 0;
+  for (let f = 0; f < s.dSae; f++) {
+    const ref = reference(s, f);
+    const a = analysis(records[f]!);
+    const where = `feature ${f}`;
+    assertEquals(a.n_analyzed_tokens, analyzedTokens, where);
+    assertEquals(a.act_times, ref.actTimes, where);
+    assertEquals(a.max_activation, ref.max, where);
+    assert(
+      Math.abs(a.mean - ref.mean) <= 1e-6 * ref.mean,
+      `${where}: mean ${a.mean} vs ${ref.mean}`,
+    );
+    assert(Math.abs(a.std - ref.std) <= 1e-6 * ref.mean, `${where}: std ${a.std} vs ${ref.std}`);
+    let histTotal = 0;
+    for (const c of a.histogram.counts) histTotal += c;
+    assertEquals(histTotal, ref.actTimes, where);
+    if (ref.actTimes === 0) {
+      dead++;
+      assertEquals(a.samplings, [], where);
+      continue;
+    }
+    const sorted = [...ref.values].sort((x, y) => x - y);
+    for (const { q, value } of a.quantiles) {
+      const exact = sorted[Math.floor(q * (sorted.length - 1))]!;
+      assert(Math.abs(value - exact) <= 0.01 * exact * (1 + 1e-9), `${where} q${q}`);
+    }
+    const sample = (c: number) => referenceSample(s, f, c, ref.peakPos[c]!, before, after);
+    const firing = ref.peaks.map((p, c) => p > 0 ? c : -1).filter((c) => c >= 0);
+    for (const sampling of a.samplings) {
+      const w = `${where} ${sampling.name}`;
+      if (sampling.name === "top_activations") {
+        const want = [...firing].sort(byPeakThenContext(ref.peaks)).slice(0, 5);
+        assertEquals(sampling.samples, want.map(sample), w);
+      } else if (sampling.name === "non_activating") {
+        const eligible = analyzedCtx.filter((c) => ref.peaks[c] === 0);
+        const key = (c: number) => keyOf(s, o.seed!, -1, c);
+        const want = eligible.sort((x, y) => key(x) - key(y) || x - y).slice(0, 4);
+        assertEquals(
+          sampling.samples,
+          want.map((c) => {
+            let length = 0;
+            for (let t = 0; t < s.T; t++) if (s.attention[c * s.T + t]) length = t + 1;
+            const stop = Math.min(before + after + 1, length);
+            const origin = s.origins[c]!;
+            return {
+              tokens: s.tokens.slice(c * s.T, c * s.T + stop),
+              acts: new Float32Array(stop),
+              peak: 0,
+              peak_pos: 0,
+              source: origin.source,
+              shard: origin.shard,
+              row: origin.row,
+              offset: origin.offset ?? 0,
+            };
+          }),
+          w,
+        );
+        for (const x of sampling.samples) {
+          assert(ref.peaks[x.row] === 0, `${w}: context ${x.row} has an active token`);
+        }
+      } else {
+        const [lo, hi] = sampling.band!;
+        const n = sampling.name === "low" ? 4 : 3;
+        const eligible = firing.filter((c) =>
+          ref.peaks[c]! > lo * ref.max && ref.peaks[c]! <= hi * ref.max
+        );
+        const key = (c: number) => keyOf(s, o.seed!, f, c);
+        const want = eligible.sort((x, y) => key(x) - key(y) || x - y).slice(0, n)
+          .sort(byPeakThenContext(ref.peaks));
+        assertEquals(sampling.samples.length, Math.min(n, eligible.length), w);
+        for (const x of sampling.samples) {
+          assert(x.peak > lo * ref.max && x.peak <= hi * ref.max, `${w}: peak ${x.peak} outside`);
+        }
+        assertEquals(sampling.samples, want.map(sample), w);
+        bandsChecked++;
+        if (eligible.length > n) bandsSampled++;
+      }
+    }
+  }
+  return { dead, bandsChecked, bandsSampled };
+}
+
+Deno.test("AnalyzerState agrees with a slow dense reference on every statistic and sample", () => {
+  const s = synthetic({ seed: 1, nCtx: 250, T: 16, dSae: 300, quantize: true });
+  const records = run(toBatches(s, 8), REF_OPTIONS).finish();
+  assertEquals(records.length, 300);
+  const { dead, bandsChecked, bandsSampled } = checkAgainstReference(s, records, REF_OPTIONS);
+  assert(dead >= 10, `only ${dead} dead features`);
+  assert(
+    bandsChecked > 700 && bandsSampled > 300,
+    `${bandsChecked} bands, ${bandsSampled} sampled`,
+  );
+});
+
+Deno.test("AnalyzerState keeps exact band samples with default windows and long dense streams", () => {
+  // Few features, many contexts: the candidate pools are pruned many times.
+  const s = synthetic({ seed: 5, nCtx: 1200, T: 12, dSae: 60 });
+  const options = { ...REF_OPTIONS, windowBefore: 32, windowAfter: 32, seed: 77 };
+  const state = run(toBatches(s, 16), options);
+  const { bandsSampled } = checkAgainstReference(s, state.finish(), options);
+  assert(bandsSampled > 100, `${bandsSampled} sampled bands`);
+});
+
+Deno.test("AnalyzerState answers bands exactly for any final max (a late larger peak moves every band)", () => {
+  // Narrow bands, most values near the top: candidates must cover every possible final max.
+  const s = synthetic({ seed: 11, nCtx: 1200, T: 8, dSae: 12, shape: "rising" });
+  const options: FeatureAnalyzerOptions = {
+    nTop: 1,
+    nNonActivating: 0,
+    seed: 3,
+    subsamples: {
+      a: { proportion: 0.9, n_samples: 5 },
+      b: { proportion: 0.8, n_samples: 5 },
+      c: { proportion: 0.7, n_samples: 5 },
+      d: { proportion: 0.55, n_samples: 5 },
+      e: { proportion: 0.5, n_samples: 5 },
+    },
+  };
+  const saved = JSON.stringify(run(toBatches(s, 25), options));
+  const refs = Array.from({ length: s.dSae }, (_, f) => reference(s, f));
+  const alive = refs.map((r, f) => r.actTimes ? f : -1).filter((f) => f >= 0);
+  let checked = 0;
+  for (let factor = 1; factor < 2.2; factor *= 1.07) {
+    const state = AnalyzerState.fromJSON(JSON.parse(saved));
+    state.add({
+      batchSize: 1,
+      contextSize: 2,
+      dSae: s.dSae,
+      tokens: new Int32Array(2),
+      mask: Uint8Array.from([0, 1]),
+      attention: Uint8Array.from([1, 1]),
+      origins: [{ source: "late", shard: 0, row: 0 }],
+      position: new Int32Array(alive.length).fill(1),
+      feature: Int32Array.from(alive),
+      value: Float32Array.from(alive.map((f) => refs[f]!.max * factor)),
+    });
+    const records = state.finish();
+    for (const f of alive) {
+      const a = analysis(records[f]!);
+      const max = a.max_activation;
+      for (const sampling of a.samplings) {
+        if (sampling.band === null) continue;
+        const [lo, hi] = sampling.band;
+        const eligible = refs[f]!.peaks
+          .map((p, c) => p > lo * max && p <= hi * max ? c : -1)
+          .filter((c) => c >= 0);
+        const key = (c: number) => keyOf(s, 3, f, c);
+        const want = eligible.sort((x, y) => key(x) - key(y)).slice(0, 5).sort((x, y) => x - y);
+        assertEquals(rows(sampling.samples).sort((x, y) => x - y), want, `${f} ${sampling.name}`);
+        checked++;
+      }
+    }
+  }
+  assert(checked > 500);
+});
+
+// ---------------------------------------------------------------------------------------------
+// Merge and serialization
+
+Deno.test("AnalyzerState.merge of parts equals one run over all, whatever the split", async (t) => {
+  const s = synthetic({ seed: 2, nCtx: 180, T: 12, dSae: 120 });
+  const batches = toBatches(s, 6);
+  const whole = run(batches, REF_OPTIONS).finish();
+  const part = (a: number, b: number) => run(batches.slice(a, b), REF_OPTIONS);
+  const n = batches.length;
+  await t.step("two halves", () => {
+    assertEquals(part(0, 15).merge(part(15, n)).finish(), whole);
+  });
+  await t.step("three parts, merged left to right and right to left", () => {
+    assertEquals(part(0, 7).merge(part(7, 20)).merge(part(20, n)).finish(), whole);
+    assertEquals(part(0, 7).merge(part(7, 20).merge(part(20, n))).finish(), whole);
+  });
+  await t.step("three parts merged out of stream order (no exact peak ties here)", () => {
+    assertEquals(part(20, n).merge(part(0, 7)).merge(part(7, 20)).finish(), whole);
+  });
+  await t.step("into an empty state", () => {
+    assertEquals(new AnalyzerState(REF_OPTIONS).merge(part(0, n)).finish(), whole);
+  });
+  await t.step("after a JSON round trip of each part", () => {
+    const a = AnalyzerState.fromJSON(JSON.parse(JSON.stringify(part(0, 11))));
+    const b = AnalyzerState.fromJSON(JSON.parse(JSON.stringify(part(11, n))));
+    assertEquals(a.merge(b).finish(), whole);
+    const c = AnalyzerState.fromJSON(JSON.parse(JSON.stringify(run(batches, REF_OPTIONS))));
+    assertEquals(c.finish(), whole);
+    assertEquals([c.nTokens, c.nContexts, c.nBatches], [180 * 12, 180, n]);
+  });
+  await t.step("then continue adding batches to the restored state", () => {
+    const a = AnalyzerState.fromJSON(JSON.parse(JSON.stringify(part(0, 11))));
+    for (const b of batches.slice(11)) a.add(b);
+    assertEquals(a.finish(), whole);
+  });
+});
+
+Deno.test("AnalyzerState.merge keeps ties going to the earlier context across parts", () => {
+  const s = synthetic({ seed: 3, nCtx: 120, T: 10, dSae: 80, quantize: true });
+  const batches = toBatches(s, 5);
+  const whole = run(batches, REF_OPTIONS).finish();
+  const a = run(batches.slice(0, 9), REF_OPTIONS);
+  const b = run(batches.slice(9, 17), REF_OPTIONS);
+  const c = run(batches.slice(17), REF_OPTIONS);
+  assertEquals(a.merge(b.merge(c)).finish(), whole);
+});
+
+Deno.test("AnalyzerState.merge refuses states made with other sampling options", () => {
+  const a = new AnalyzerState({ seed: 1 });
+  throws(
+    () => a.merge(new AnalyzerState({ seed: 2 })),
+    (e: unknown) =>
+      e instanceof ConfigError &&
+      e.message.startsWith("Cannot merge analyzer states made with different options"),
+  );
+  // Names of the output do not matter.
+  a.merge(new AnalyzerState({ seed: 1, analysisName: "other" }));
+});
+
+Deno.test("AnalyzerState.fromJSON rejects what is not a saved state", () => {
+  throws(
+    () => AnalyzerState.fromJSON({ format: "something" }),
+    (e: unknown) =>
+      e instanceof TypeError &&
+      e.message ===
+        'Cannot read analyzer state: expected format "saeflow-analyzer-state" version 1',
+  );
+  const saved = JSON.parse(JSON.stringify(new AnalyzerState({ seed: 4 })));
+  throws(
+    () => AnalyzerState.fromJSON(saved, { seed: 5 }),
+    (e: unknown) =>
+      e instanceof ConfigError && e.message.startsWith("Cannot restore analyzer state"),
+  );
+  const renamed = AnalyzerState.fromJSON(saved, { analysisName: "second" });
+  assertEquals(renamed.options.analysisName, "second");
+});
+
+// ---------------------------------------------------------------------------------------------
+// Reproducibility, memory, the Python rule, bad input
+
+Deno.test("AnalyzerState is reproducible under a seed and samples differently under another", () => {
+  const s = synthetic({ seed: 4, nCtx: 150, T: 12, dSae: 100 });
+  const batches = toBatches(s, 10);
+  const a = run(batches, REF_OPTIONS).finish();
+  const b = run(batches, REF_OPTIONS).finish();
+  const c = run(batches, { ...REF_OPTIONS, seed: 10 }).finish();
+  assertEquals(a, b);
+  let differ = 0;
+  for (let f = 0; f < a.length; f++) {
+    const x = analysis(a[f]!).samplings;
+    const y = analysis(c[f]!).samplings;
+    assertEquals(x[0], y[0]); // top is exact
+    if (
+      JSON.stringify(x.slice(1).map((z) => rows(z.samples))) !==
+        JSON.stringify(y.slice(1).map((z) => rows(z.samples)))
+    ) differ++;
+  }
+  assert(differ > 20, `only ${differ} features sampled differently`);
+});
+
+/** Dense random batches: every token fires each feature with probability 0.3. */
+function denseBatches(seed: number, nCtx: number, dSae: number): FeatureBatch[] {
+  const r = rng(seed);
+  const T = 8;
+  const B = 20;
+  const out: FeatureBatch[] = [];
+  for (let c0 = 0; c0 < nCtx; c0 += B) {
+    const position: number[] = [];
+    const feature: number[] = [];
+    const value: number[] = [];
+    for (let p = 0; p < B * T; p++) {
+      for (let f = 0; f < dSae; f++) {
+        if (r() < 0.3) {
+          position.push(p);
+          feature.push(f);
+          value.push(-Math.log(1 - r()));
+        }
+      }
+    }
+    out.push({
+      batchSize: B,
+      contextSize: T,
+      dSae,
+      tokens: new Int32Array(B * T),
+      mask: new Uint8Array(B * T).fill(1),
+      attention: new Uint8Array(B * T).fill(1),
+      origins: Array.from({ length: B }, (_, b) => ({ source: "m", shard: 0, row: c0 + b })),
+      position: Int32Array.from(position),
+      feature: Int32Array.from(feature),
+      value: Float32Array.from(value),
+    });
+  }
+  return out;
+}
+
+Deno.test("AnalyzerState memory does not grow with the number of tokens", () => {
+  const perFeature = (nCtx: number) => {
+    const state = run(denseBatches(6, nCtx, 4), {});
+    const { candidates, aliveFeatures, nonActivatingContexts } = state.stats();
+    assert(nonActivatingContexts <= 4 * 20);
+    return candidates / aliveFeatures;
+  };
+  const small = perFeature(1000);
+  const large = perFeature(10000);
+  // Default samplings keep 20 + 4·10 samples per feature; the pools hold a small multiple.
+  assert(large < 400, `${large} candidates per feature`);
+  assert(large < 1.6 * small, `${small} → ${large} candidates per feature`);
+});
+
+Deno.test('AnalyzerState with subsampleRule "python" reproduces the Python tool\'s rule', () => {
+  const s = synthetic({ seed: 8, nCtx: 200, T: 12, dSae: 90 });
+  const batches = toBatches(s, 7);
+  const options: FeatureAnalyzerOptions = {
+    subsampleRule: "python",
+    subsamples: {
+      top_activations: { proportion: 1, n_samples: 4 },
+      "subsampling_60%": { proportion: 0.6, n_samples: 3 },
+      "subsampling_30%": { proportion: 0.3, n_samples: 3 },
+    },
+    nNonActivating: 0,
+    windowBefore: 2,
+    windowAfter: 2,
+  };
+  const records = run(batches, options).finish();
+  for (let f = 0; f < s.dSae; f++) {
+    const ref = reference(s, f);
+    const a = analysis(records[f]!);
+    if (ref.actTimes === 0) continue;
+    assertEquals(a.samplings.map((x) => [x.name, x.band]), [
+      ["top_activations", null],
+      ["subsampling_60%", [0, 0.6]],
+      ["subsampling_30%", [0, 0.3]],
+    ]);
+    for (const [i, p] of [[1, 0.6], [2, 0.3]] as const) {
+      // The Python tool: after each batch, contexts with peak ≤ p·(running max) compete.
+      let max = 0;
+      let kept: number[] = [];
+      for (let c0 = 0; c0 < s.nCtx; c0 += 7) {
+        const cs = Array.from({ length: Math.min(7, s.nCtx - c0) }, (_, k) => c0 + k);
+        for (const c of cs) max = Math.max(max, ref.peaks[c]!);
+        const fresh = cs.filter((c) => ref.peaks[c]! > 0 && ref.peaks[c]! <= p * max);
+        kept = [...kept, ...fresh].sort(byPeakThenContext(ref.peaks)).slice(0, 3);
+      }
+      assertEquals(rows(a.samplings[i]!.samples), kept, `feature ${f} ${p}`);
+    }
+  }
+});
+
+Deno.test("AnalyzerState.add rejects malformed batches, saying what is wrong", async (t) => {
+  const good = toBatches(planted(), 10)[0]!;
+  const cases: [string, Partial<FeatureBatch>, string][] = [
+    [
+      "unsorted entries",
+      {
+        position: Int32Array.from([5, 3]),
+        feature: Int32Array.from([0, 0]),
+        value: Float32Array.from([1, 1]),
+      },
+      "Cannot analyze FeatureBatch: entry 1 (position 3, feature 0) comes after (position 5, " +
+      "feature 0): entries must be sorted by position then feature, without duplicates",
+    ],
+    [
+      "a feature out of range",
+      {
+        position: Int32Array.from([1]),
+        feature: Int32Array.from([6]),
+        value: Float32Array.from([1]),
+      },
+      "Cannot analyze FeatureBatch: entry 0 has feature 6 outside [0, 6)",
+    ],
+    [
+      "a zero value",
+      {
+        position: Int32Array.from([1]),
+        feature: Int32Array.from([0]),
+        value: Float32Array.from([0]),
+      },
+      "Cannot analyze FeatureBatch: entry 0 has value 0, expected a finite value > 0",
+    ],
+    [
+      "a short mask",
+      { mask: new Uint8Array(3) },
+      "Cannot analyze FeatureBatch: mask has length 3, expected B*T = 80",
+    ],
+  ];
+  for (const [name, patch, message] of cases) {
+    await t.step(name, () => {
+      const state = new AnalyzerState();
+      throws(
+        () => state.add({ ...good, ...patch }),
+        (e: unknown) => e instanceof RangeError && e.message === message,
+      );
+    });
+  }
+  await t.step("a different d_sae", () => {
+    const state = new AnalyzerState();
+    state.add(good);
+    throws(
+      () => state.add({ ...good, dSae: 7, feature: Int32Array.from(good.feature) }),
+      (e: unknown) =>
+        e instanceof RangeError &&
+        e.message === "Cannot analyze FeatureBatch: d_sae 7 differs from 6",
+    );
+  });
+});
