@@ -6,11 +6,13 @@
 import { type Bench, report } from "./_report.ts";
 import { modelHookBench } from "./model_hook.ts";
 import { dlaBench } from "./dla.ts";
+import { saeEncodeBench } from "./sae_encode.ts";
 import { viewerBench } from "./viewer.ts";
 
 /** Benchmarks by name. Each module is imported statically so that the program stays compile-ready. */
 const benches: Record<string, Bench> = {
   model_hook: modelHookBench,
+  sae_encode: saeEncodeBench,
   dla: dlaBench,
   viewer: viewerBench,
 };

@@ -16,3 +16,19 @@ export {
 export { loadSae, type LoadSaeOptions } from "./load_sae.ts";
 export { encodeReference, type SparseActivations } from "./reference.ts";
 export { describeSae } from "./inspect.ts";
+export {
+  buildEncoderGraph,
+  buildFusedModel,
+  canFuse,
+  DEFAULT_MAX_ELEMENTS_PER_RUN,
+  type EncoderGraphOptions,
+  type EncoderStats,
+  type FuseCheck,
+  type FusedInput,
+  type FusedModelNames,
+  fusedModelNames,
+  type FusedModelOptions,
+  FusedSaeEncoder,
+  SaeEncoder,
+  type SaeEncoderOptions,
+} from "./onnx_encoder.ts";

@@ -1,0 +1,146 @@
+import { assert, assertEquals, assertRejects } from "../lib/onnx/_testing.ts";
+import { ConfigError } from "../lib/errors.ts";
+import { prng, randomWeights, uniform, writeLmSaes } from "../lib/sae/_testing.ts";
+import { encodeReference, loadSae, SaeEncoder } from "../lib/sae/mod.ts";
+import type { ActivationBatch, FeatureBatch } from "../lib/types.ts";
+import { saeEncode } from "./sae_encode.ts";
+
+const HOOK = "blocks.0.hook_resid_post";
+const D = 16;
+const B = 2;
+const T = 6;
+const dir = await Deno.makeTempDir({ prefix: "sae_encode_test_" });
+await writeLmSaes(dir, randomWeights(5, D, 40), { act_fn: "jumprelu", hook_point_in: HOOK });
+const sae = await loadSae(dir);
+// One encoder shared by the tests of this file (the stage does not own it).
+const shared = await SaeEncoder.create(sae, { intraOpThreads: 1 });
+
+function makeBatch(i: number, d = D): ActivationBatch {
+  const attention = new Uint8Array(B * T).fill(1).fill(0, B * T - 2);
+  const mask = attention.map((a, k) => (k % T === 0 ? 0 : a));
+  return {
+    batchSize: B,
+    contextSize: T,
+    tokens: new Int32Array(B * T).map((_, k) => k + i),
+    mask,
+    attention,
+    origins: Array.from({ length: B }, (_, b) => ({ source: "t", shard: 0, row: i * B + b })),
+    activations: { [HOOK]: uniform(prng(100 + i), B * T * d, -2, 2) },
+    dModel: { [HOOK]: d },
+  };
+}
+
+/** Waits until `check()` holds (pipes propagate cancel and errors asynchronously). */
+async function eventually(check: () => boolean, what: string): Promise<void> {
+  for (let i = 0; i < 100 && !check(); i++) await new Promise((r) => setTimeout(r, 5));
+  assert(check(), what);
+}
+
+/** A source that counts pulls and can fail at a given batch or send a batch of another width. */
+function source(n: number, opts: { failAt?: number; wideAt?: number } = {}) {
+  const state = { pulls: 0, cancelled: false as unknown };
+  const stream = new ReadableStream<ActivationBatch>({
+    pull(controller) {
+      const i = state.pulls++;
+      if (i === opts.failAt) controller.error(new Error("source broke"));
+      else if (i >= n) controller.close();
+      else controller.enqueue(makeBatch(i, i === opts.wideAt ? 2 * D : D));
+    },
+    cancel(reason) {
+      state.cancelled = reason ?? true;
+    },
+  }, { highWaterMark: 0 });
+  return { stream, state };
+}
+
+Deno.test("saeEncode() emits the reference's active entries of the analyzed tokens", async () => {
+  const out: FeatureBatch[] = await Array.fromAsync(
+    source(3).stream.pipeThrough(saeEncode({ encoder: shared })),
+  );
+  assertEquals(out.length, 3);
+  for (const [i, batch] of out.entries()) {
+    const input = makeBatch(i);
+    assertEquals(batch.origins, input.origins);
+    assertEquals(batch.dSae, 40);
+    assert(!("activations" in batch), "the activations are not passed on");
+    const ref = encodeReference(sae, input.activations[HOOK]!, B * T);
+    const keep = [...ref.position].map((p) => input.mask[p] === 1);
+    assertEquals([...batch.position], [...ref.position.filter((_, j) => keep[j])]);
+    assertEquals([...batch.feature], [...ref.feature.filter((_, j) => keep[j])]);
+    const want = ref.value.filter((_, j) => keep[j]);
+    assert(want.length > 0);
+    for (let j = 0; j < want.length; j++) {
+      assert(Math.abs(batch.value[j]! - want[j]!) <= 1e-5 * Math.max(1, want[j]!));
+    }
+  }
+  assert(!shared.released, "an encoder the stage was given stays open");
+});
+
+Deno.test("saeEncode() pulls only when downstream reads (backpressure)", async () => {
+  const { stream, state } = source(100);
+  const reader = stream.pipeThrough(saeEncode({ encoder: shared })).getReader();
+  assert(!(await reader.read()).done);
+  await new Promise((r) => setTimeout(r, 50)); // give an eager stage time to run ahead
+  assert(state.pulls <= 4, `the source was pulled ${state.pulls} times`);
+  await reader.cancel("done");
+});
+
+Deno.test("cancelling the output reaches the source and releases an owned encoder", async () => {
+  const owned = await SaeEncoder.create(sae, { intraOpThreads: 1 });
+  const { stream, state } = source(100);
+  const reader = stream.pipeThrough(saeEncode({ encoder: owned, ownEncoder: true })).getReader();
+  await reader.read();
+  await reader.cancel("consumer stopped");
+  await eventually(() => state.cancelled === "consumer stopped", "the source was cancelled");
+  assert(owned.released, "the owned encoder was released");
+});
+
+Deno.test("an error in the source reaches the caller and releases an owned encoder", async () => {
+  const owned = await SaeEncoder.create(sae, { intraOpThreads: 1 });
+  await assertRejects(
+    () =>
+      Array.fromAsync(
+        source(100, { failAt: 2 }).stream.pipeThrough(
+          saeEncode({ encoder: owned, ownEncoder: true }),
+        ),
+      ),
+    Error,
+    "source broke",
+  );
+  assert(owned.released);
+});
+
+Deno.test("a batch whose width differs from d_model errors the stream and cancels the source", async () => {
+  const owned = await SaeEncoder.create(sae, { intraOpThreads: 1 });
+  const { stream, state } = source(100, { wideAt: 1 });
+  await assertRejects(
+    () => Array.fromAsync(stream.pipeThrough(saeEncode({ encoder: owned, ownEncoder: true }))),
+    ConfigError,
+    `SAE ${dir} expects d_model 16, but hook ${HOOK} has width 32`,
+  );
+  assert(owned.released);
+  await eventually(() => state.cancelled instanceof ConfigError, "the source got the error");
+});
+
+Deno.test("saeEncode() opens its own encoder from a folder; a missing hook is a ConfigError", async () => {
+  const out = await Array.fromAsync(
+    source(1).stream.pipeThrough(saeEncode({ sae: dir, intraOpThreads: 1 })),
+  );
+  assertEquals(out.length, 1);
+  await assertRejects(
+    () =>
+      Array.fromAsync(
+        source(1).stream.pipeThrough(
+          saeEncode({ sae, hookPoint: "blocks.1.hook_mlp_out", intraOpThreads: 1 }),
+        ),
+      ),
+    ConfigError,
+    `saeEncode(): the batch has no activations for hook point "blocks.1.hook_mlp_out" (it has ${HOOK})`,
+  );
+});
+
+Deno.test("the last test releases the shared encoder", async () => {
+  await shared.release();
+  assert(shared.released);
+  await Deno.remove(dir, { recursive: true });
+});
