@@ -100,6 +100,14 @@ export interface TailSpec {
   softcap?: number;
   /** Also read a graph input `attention_mask` inside the tail (a broken tail). */
   readsMask?: boolean;
+  /**
+   * Reshape the normed stream before the unembedding to a shape read off `input_ids`: `"shape"`
+   * to `Shape(input_ids) ++ [-1]` (GPT-2 style, read for its shape only), `"nonzero"` to one
+   * computed from `Shape(NonZero(input_ids))` (which depends on the values of `input_ids`).
+   */
+  reshapeByInput?: "shape" | "nonzero";
+  /** Dimensions of the `input_ids` graph input; default `["batch", "sequence"]`. */
+  inputDims?: (number | string)[];
   /** Omit the node scopes (no final norm can be recognized). */
   anonymous?: boolean;
   seed?: number;
@@ -202,6 +210,26 @@ export function buildTail(spec: TailSpec): { model: OnnxModel; weights: HeadWeig
     });
     normed = "/model/norm/Mul_2_output_0";
   }
+  if (spec.reshapeByInput) {
+    const scoped = (op: string, inputs: string[], attributes?: NodeSpec["attributes"]) => {
+      const node: NodeSpec = {
+        opType: op.split("_")[0]!,
+        name: s("/model/", op),
+        inputs,
+        outputs: [`/model/${op}_output_0`],
+      };
+      if (attributes) node.attributes = attributes;
+      nodes.push(node);
+      return node.outputs[0]!;
+    };
+    const source = spec.reshapeByInput === "nonzero"
+      ? scoped("NonZero", ["input_ids"])
+      : "input_ids";
+    const shape = scoped("Shape", [source]);
+    inits.push(makeTensor({ name: "minus_one", dims: [1], data: new BigInt64Array([-1n]) }));
+    const target = scoped("Concat", [shape, "minus_one"], { axis: { i: 0 } });
+    normed = scoped("Reshape", [normed, target]);
+  }
   // The embedding is [V × d]; the unembedding is its Transpose (tied) or its own weight.
   inits.push(
     spec.unembedT
@@ -253,7 +281,7 @@ export function buildTail(spec: TailSpec): { model: OnnxModel; weights: HeadWeig
       },
     },
   });
-  const inputs = [info("input_ids", I64, ["batch", "sequence"])];
+  const inputs = [info("input_ids", I64, spec.inputDims ?? ["batch", "sequence"])];
   if (spec.readsMask) inputs.push(info("attention_mask", I64, ["batch", "sequence"]));
   const proto = onnx.ModelProto.fromObject({
     irVersion: 8,

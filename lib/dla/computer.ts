@@ -26,12 +26,19 @@ import {
   OnnxModel,
   type OrtSession,
   type SessionOptions,
+  type Tensor,
   tensor,
+  type TensorType,
 } from "../onnx/mod.ts";
 import type { FeatureLogits } from "../types.ts";
 import { floatToHalf } from "./_half.ts";
 import { summarizeRow } from "./_summarize.ts";
-import { type FindTailOptions, findUnembeddingTail, type UnembeddingTail } from "./tail.ts";
+import {
+  type FindTailOptions,
+  findUnembeddingTail,
+  type ShapeInput,
+  type UnembeddingTail,
+} from "./tail.ts";
 
 /** Bytes of logits one chunk may take when no `chunkSize` is given (64 MiB). */
 export const DEFAULT_CHUNK_BYTES = 64 * 1024 * 1024;
@@ -277,15 +284,15 @@ async function runTail(
   dModel: number,
   vocabSize: number | null,
 ): Promise<Float32Array> {
-  const dims = tail.layout === "batch"
-    ? [n, 1, dModel]
-    : tail.layout === "sequence"
-    ? [1, n, dModel]
-    : [n, dModel];
-  const feed = tail.elemType === "float16"
-    ? tensor("float16", floatToHalf(rows), dims)
-    : tensor("float32", rows, dims);
-  const result = await session.run({ [tail.residTensor]: feed }, [tail.logitsTensor]);
+  const leading = tail.layout === "batch" ? [n, 1] : tail.layout === "sequence" ? [1, n] : [n];
+  const dims = [...leading, dModel];
+  const feeds: Record<string, Tensor> = {
+    [tail.residTensor]: tail.elemType === "float16"
+      ? tensor("float16", floatToHalf(rows), dims)
+      : tensor("float32", rows, dims),
+  };
+  for (const input of tail.shapeInputs) feeds[input.name] = zeros(input, leading);
+  const result = await session.run(feeds, [tail.logitsTensor]);
   const out = result[tail.logitsTensor]!;
   const data = out.type === "float16"
     ? halfToFloat(out.data as Uint16Array)
@@ -301,7 +308,28 @@ async function runTail(
   return data;
 }
 
-/** One run on a zero row: checks that the tail takes rows of `dModel` and tells the vocabulary. */
+/** Zeros for an input the tail reads for its shape only, shaped to match the residual rows. */
+function zeros(input: ShapeInput, leading: readonly number[]): Tensor {
+  const dims = input.dims.map((d) => typeof d === "number" ? d : leading[d.residAxis]!);
+  const size = dims.reduce((a, b) => a * b, 1);
+  const type = input.elemType as TensorType;
+  const data = type === "int64"
+    ? new BigInt64Array(size)
+    : type === "int32"
+    ? new Int32Array(size)
+    : type === "int8"
+    ? new Int8Array(size)
+    : type === "uint8" || type === "bool"
+    ? new Uint8Array(size)
+    : type === "float16"
+    ? new Uint16Array(size)
+    : type === "float64"
+    ? new Float64Array(size)
+    : new Float32Array(size);
+  return tensor(type, data, dims);
+}
+
+/** One run on zero rows: checks that the tail takes rows of `dModel` and tells the vocabulary. */
 async function probe(
   session: OrtSession,
   tail: UnembeddingTail,
@@ -310,7 +338,8 @@ async function probe(
 ): Promise<number> {
   let logits: Float32Array;
   try {
-    logits = await runTail(session, tail, new Float32Array(dModel), 1, dModel, null);
+    // Two rows, so that a tail that only works for one (a fixed size-1 axis) fails here.
+    logits = await runTail(session, tail, new Float32Array(2 * dModel), 2, dModel, null);
   } catch (e) {
     const first = String((e as Error).message).split("\n")[0];
     if (fromSae) throw dModelError(dModel, tail, ` (ONNX Runtime: ${first})`);
@@ -325,5 +354,5 @@ async function probe(
       `The unembedding tail of ONNX model ${tail.model.source} returned no logits`,
     );
   }
-  return logits.length;
+  return logits.length / 2;
 }

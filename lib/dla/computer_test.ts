@@ -93,6 +93,34 @@ Deno.test("DLA on a generated RMSNorm tail with tied embeddings and a soft-cap m
   await checkAgainstReference(model, weights, { center: true });
 });
 
+Deno.test("DLA on a generated tail that reshapes to input_ids' shape matches the reference", async () => {
+  const { model, weights } = buildTail({
+    dModel: 16,
+    vocab: 120,
+    norm: "LayerNorm",
+    reshapeByInput: "shape",
+  });
+  await checkAgainstReference(model, weights, { center: false });
+});
+
+Deno.test("DLA refuses a shape-read input that fits one row but not two", async () => {
+  // input_ids declared [1, sequence]: fed [1, 1] next to [N, 1, d] rows, the reshape folds the
+  // rows into one; the check at creation runs two rows and catches it.
+  const { model } = buildTail({
+    dModel: 8,
+    vocab: 20,
+    norm: "RMSNorm",
+    reshapeByInput: "shape",
+    inputDims: [1, "sequence"],
+  });
+  await assertRejects(
+    () => DlaComputer.create(model, { session: ONE_THREAD }),
+    ConfigError,
+    `Cannot run the unembedding tail of ONNX model <generated RMSNorm tail> from ` +
+      `"/model/embed_tokens/Gather_output_0" on rows of width 8:`,
+  );
+});
+
 const llama = fixtureDir("tiny-llama");
 Deno.test({
   name: "DLA on tiny-llama (RMSNorm, tied embeddings) matches the reference",
@@ -112,7 +140,10 @@ Deno.test({
   ignore: gpt2 === null,
   async fn() {
     const model = await OnnxModel.load(`${gpt2}/model.onnx`);
-    await checkAgainstReference(model, await fixtureHead(gpt2!), { center: true });
+    const head = await fixtureHead(gpt2!);
+    assertEquals(head.norm, "LayerNorm");
+    await checkAgainstReference(model, head, { center: true });
+    await checkAgainstReference(model, head, { center: false, seed: 9 });
   },
 });
 

@@ -28,9 +28,29 @@ export const FINAL_NORM_SCOPES = [
  */
 export type TailLayout = "batch" | "sequence" | "matrix";
 
+/**
+ * A graph input that the tail reads for its shape alone (GPT-2 reshapes the final hidden states
+ * to `input_ids.shape + (hidden,)`): it is fed zeros of the shape it would have next to the
+ * residual rows.
+ */
+export interface ShapeInput {
+  /** The graph input, e.g. `input_ids`. */
+  name: string;
+  /** Its element type, e.g. `int64`. */
+  elemType: string;
+  /**
+   * Its dimensions: a fixed size, or the size of an axis of the residual feed (`residAxis` 0 and
+   * 1 of `[N, 1, d]` in the `batch` layout, so `input_ids` is fed as `[N, 1]`).
+   */
+  dims: readonly (number | { residAxis: number })[];
+}
+
 /** The extracted tail and what is known about it. */
 export interface UnembeddingTail {
-  /** The residual-stream tensor of the full model that the tail reads (its only input). */
+  /**
+   * The residual-stream tensor of the full model that the tail reads (its only input whose values
+   * matter; see `shapeInputs`).
+   */
   residTensor: string;
   /** The logits tensor the tail computes (its only output). */
   logitsTensor: string;
@@ -44,6 +64,8 @@ export interface UnembeddingTail {
   layout: TailLayout;
   /** Element type of the residual tensor (`float32` or `float16`). */
   elemType: string;
+  /** Other graph inputs of the tail, read for their shape only (fed zeros); usually none. */
+  shapeInputs: readonly ShapeInput[];
   /** The tail as a model of its own (its `toBytes()` are the tail's bytes). */
   model: OnnxModel;
 }
@@ -63,14 +85,18 @@ export interface FindTailOptions {
  * The residual tensor is, in this order: the one given; the input of the final norm (the
  * activation that nodes scoped `…/final_layer_norm/`, `…/ln_f/`, `…/norm/`, `…/final_layernorm/`,
  * `…/norm_f/`, `…/final_norm/` or `…/ln_final/`, outside the blocks, read from outside their
- * scope); the last block's `hook_resid_post`. The tail must depend on that tensor alone: a tail
- * that also reads `input_ids`, `attention_mask` or any other graph input is refused.
+ * scope); the last block's `hook_resid_post`. The logits must depend on the values of that tensor
+ * alone. Other graph inputs may be read for their shape only (`Shape(input_ids)` feeding the
+ * target of a `Reshape`, as GPT-2 exports do): they stay inputs of the tail, listed in
+ * `shapeInputs`, and are fed zeros of the shape that matches the residual rows. A tail that reads
+ * the values of `input_ids`, `attention_mask` or any other graph input is refused.
  *
  * @param model The language model.
  * @param options Tensors to use instead of the ones found.
  * @returns The tail.
  * @throws {ConfigError} when no logits or no residual tensor can be found (the message says
- *   which tensors were looked for), or when the tail reads other graph inputs.
+ *   which tensors were looked for), when the tail reads the values of other graph inputs, or when
+ *   the shape of an input it reads for its shape cannot be matched to the residual stream's.
  *
  * @example
  * ```ts
@@ -132,12 +158,16 @@ export function findUnembeddingTail(
     );
   }
   const tail = model.extractSubgraph([residTensor], [logitsTensor]);
-  const others = tail.inputs.map((i) => i.name).filter((n) => n !== residTensor);
-  if (others.length > 0) {
+  const others = tail.inputs.filter((i) => i.name !== residTensor);
+  const valueReads = others.length > 0 ? valueInputs(tail, logitsTensor) : new Set<string>();
+  const readValues = others.filter((i) => valueReads.has(i.name)).map((i) => i.name);
+  if (readValues.length > 0) {
+    const names = readValues.join(", ");
     throw new ConfigError(
       `Cannot use the unembedding tail of ONNX model ${model.source}: the path from ` +
-        `"${residTensor}" to "${logitsTensor}" also reads graph input(s) ${others.join(", ")}; ` +
-        `DLA needs a tail that depends on the residual stream alone`,
+        `"${residTensor}" to "${logitsTensor}" also reads graph input(s) ${names}; DLA needs ` +
+        `a tail that depends on the residual stream alone (other inputs may be read for their ` +
+        `shape only)`,
     );
   }
   const residInfo = tail.inputs.find((i) => i.name === residTensor);
@@ -155,14 +185,19 @@ export function findUnembeddingTail(
     return typeof d === "number" && d > 0 ? d : null;
   };
   const vocabSize = last(logitsShape);
+  const layout = chooseLayout(model.source, residTensor, shape);
+  const shapeInputs = others.map((input) =>
+    shapeInput(model.source, input, (shape ?? logitsShape)?.slice(0, -1) ?? null, layout)
+  );
   return {
     residTensor,
     logitsTensor,
     foundBy,
     dModel: last(shape) ?? unembeddingWidth(tail, vocabSize),
     vocabSize,
-    layout: chooseLayout(model.source, residTensor, shape),
+    layout,
     elemType,
+    shapeInputs,
     model: tail,
   };
 }
@@ -300,4 +335,126 @@ function chooseLayout(source: string, tensor: string, shape: Dim[] | null): Tail
         `batch or sequence axes`,
     );
   }
+}
+
+/** Element types a shape-only input can be fed zeros of. */
+const ZERO_TYPES = ["int64", "int32", "int8", "uint8", "bool", "float32", "float16", "float64"];
+
+/**
+ * How a graph input read for its shape is fed: each symbolic dimension is matched by name to an
+ * axis of the residual stream (`[batch, sequence]` of `[batch, sequence, hidden]`).
+ */
+function shapeInput(
+  source: string,
+  input: { name: string; elemType: string | null; shape: Dim[] | null },
+  residLeading: Dim[] | null,
+  layout: TailLayout,
+): ShapeInput {
+  const fail = (why: string): never => {
+    throw new ConfigError(
+      `Cannot feed graph input "${input.name}" to the unembedding tail of ONNX model ${source}, ` +
+        `which reads its shape: ${why}`,
+    );
+  };
+  const elemType = input.elemType ?? "";
+  if (!ZERO_TYPES.includes(elemType)) fail(`its element type ${elemType || "is unknown"}`);
+  const rank = layout === "matrix" ? 1 : 2;
+  if (residLeading === null || residLeading.length !== rank) {
+    fail(
+      `the graph records no ${rank + 1}-dimensional shape for the residual stream or the logits ` +
+        `to match its dimensions to`,
+    );
+  }
+  if (input.shape === null) fail("the graph records no shape for it");
+  const dims = input.shape!.map((d) => {
+    if (typeof d === "number" && d > 0) return d;
+    const axis = typeof d === "string" ? residLeading!.indexOf(d) : -1;
+    if (axis < 0) {
+      fail(
+        `its dimension ${d === null ? "(unnamed)" : `"${d}"`} is none of the residual ` +
+          `stream's [${residLeading!.join(", ")}]`,
+      );
+    }
+    return { residAxis: axis };
+  });
+  return { name: input.name, elemType, dims };
+}
+
+/**
+ * Input positions whose values set the output's shape, for the operators where they do; every
+ * other operator's output shape follows from its inputs' shapes alone.
+ */
+const SHAPE_ARGUMENTS: Record<string, readonly number[]> = {
+  Reshape: [1],
+  Expand: [1],
+  Tile: [1],
+  Slice: [1, 2, 3, 4],
+  Pad: [1, 3],
+  Squeeze: [1],
+  Unsqueeze: [1],
+  Split: [1],
+  TopK: [1],
+  OneHot: [1],
+  Range: [0, 1, 2],
+  ConstantOfShape: [0],
+  NonZero: [0],
+  Compress: [1],
+  Unique: [0],
+  Resize: [1, 2, 3],
+  Upsample: [1],
+  CenterCropPad: [1],
+  ReduceMean: [1],
+  ReduceSum: [1],
+  ReduceMax: [1],
+  ReduceMin: [1],
+  ReduceProd: [1],
+  ReduceL1: [1],
+  ReduceL2: [1],
+  ReduceLogSum: [1],
+  ReduceLogSumExp: [1],
+  ReduceSumSquare: [1],
+};
+
+/**
+ * The graph inputs whose values the tensor depends on, through its values or its shape.
+ *
+ * Each tensor carries two sets of graph inputs: those its values depend on and those its shape
+ * depends on. `Shape` and `Size` turn the shape of their input into values and drop the values;
+ * the arguments in {@linkcode SHAPE_ARGUMENTS} turn values into a shape. A node with subgraphs
+ * (`If`, `Loop`, `Scan`) is taken to depend on everything it reads in both ways.
+ */
+function valueInputs(tail: OnnxModel, tensor: string): Set<string> {
+  const values = new Map<string, Set<string>>();
+  const shapes = new Map<string, Set<string>>();
+  const empty = new Set<string>();
+  for (const input of tail.inputs) values.set(input.name, new Set([input.name]));
+  const union = (sets: (Set<string> | undefined)[]) => {
+    const out = new Set<string>();
+    for (const set of sets) for (const v of set ?? empty) out.add(v);
+    return out;
+  };
+  for (const node of tail.nodes) {
+    const inputs = node.input ?? [];
+    const subgraphs = (node.attribute ?? []).some((a) => a.g || (a.graphs ?? []).length > 0);
+    let value: Set<string>;
+    let shape: Set<string>;
+    if (subgraphs) {
+      value = shape = new Set(tail.inputs.map((i) => i.name));
+    } else if (node.opType === "Shape" || node.opType === "Size") {
+      value = union([shapes.get(inputs[0] ?? "")]);
+      shape = new Set();
+    } else {
+      value = union(inputs.flatMap((i) => [values.get(i), shapes.get(i)]));
+      const args = SHAPE_ARGUMENTS[node.opType ?? ""] ?? [];
+      shape = union([
+        ...inputs.map((i) => shapes.get(i)),
+        ...args.map((k) => values.get(inputs[k] ?? "")),
+      ]);
+    }
+    for (const out of node.output ?? []) {
+      values.set(out, value);
+      shapes.set(out, shape);
+    }
+  }
+  return union([values.get(tensor), shapes.get(tensor)]);
 }

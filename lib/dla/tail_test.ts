@@ -61,6 +61,81 @@ Deno.test("findUnembeddingTail() takes given tensors", async () => {
   assert(a.every((v, i) => Math.abs(2 * v - b[i]!) < 1e-4));
 });
 
+const GPT2 = fixtureDir("tiny-gpt2");
+Deno.test({
+  name:
+    "findUnembeddingTail() keeps tiny-gpt2's input_ids, read for its shape only, as a zero-fed input",
+  ignore: GPT2 === null,
+  async fn() {
+    // GPT-2 reshapes the final hidden states to input_ids.shape + (hidden,): the tail reads
+    // Shape(input_ids) (and the shape of the embeddings computed from it), never its values.
+    const model = await OnnxModel.load(`${GPT2}/model.onnx`);
+    const tail = findUnembeddingTail(model);
+    assertEquals(tail.residTensor, "/transformer/h.1/Add_1_output_0");
+    assertEquals(tail.foundBy, "input of the final norm /transformer/ln_f");
+    assertEquals(tail.model.inputs.map((i) => i.name), [tail.residTensor, "input_ids"]);
+    assertEquals(tail.shapeInputs, [
+      { name: "input_ids", elemType: "int64", dims: [{ residAxis: 0 }, { residAxis: 1 }] },
+    ]);
+    assertEquals([tail.dModel, tail.vocabSize, tail.layout], [64, 1024, "batch"]);
+    // Each row's logits are the same alone and among others: the zeros fed to input_ids only
+    // give the reshape its [N, 1] shape.
+    await using dla = await DlaComputer.create(tail, {
+      center: false,
+      session: { intraOpThreads: 1 },
+    });
+    const rows = new Float32Array(7 * 64).map((_, i) => Math.sin(i * 0.37));
+    const all = await dla.logits(rows);
+    const third = await dla.logits(rows.subarray(2 * 64, 3 * 64));
+    assertEquals(all.length, 7 * 1024);
+    assert(third.every((v, i) => Math.abs(v - all[2 * 1024 + i]!) < 1e-5));
+  },
+});
+
+Deno.test("findUnembeddingTail() tells graph inputs read for their shape from those read for their values", async (t) => {
+  const spec = { dModel: 8, vocab: 20, norm: "RMSNorm" } as const;
+  await t.step("Shape(input_ids) feeding the Reshape target: kept, fed zeros", () => {
+    const { model } = buildTail({ ...spec, reshapeByInput: "shape" });
+    const tail = findUnembeddingTail(model);
+    assert(tail.model.nodes.some((n) => n.opType === "Shape"));
+    assertEquals(tail.shapeInputs.map((i) => [i.name, i.dims]), [
+      ["input_ids", [{ residAxis: 0 }, { residAxis: 1 }]],
+    ]);
+  });
+  await t.step("a shape computed from NonZero(input_ids) depends on its values", () => {
+    const { model } = buildTail({ ...spec, reshapeByInput: "nonzero" });
+    assertThrows(
+      () => findUnembeddingTail(model),
+      ConfigError,
+      `Cannot use the unembedding tail of ONNX model <generated RMSNorm tail>: the path from ` +
+        `"/model/embed_tokens/Gather_output_0" to "logits" also reads graph input(s) input_ids; ` +
+        `DLA needs a tail that depends on the residual stream alone (other inputs may be read ` +
+        `for their shape only)`,
+    );
+  });
+  await t.step(
+    "input_ids read for its shape, attention_mask for its values: names the mask",
+    () => {
+      const { model } = buildTail({ ...spec, reshapeByInput: "shape", readsMask: true });
+      assertThrows(
+        () => findUnembeddingTail(model),
+        ConfigError,
+        `"logits" also reads graph input(s) attention_mask; DLA needs`,
+      );
+    },
+  );
+  await t.step("an input dimension that is none of the residual stream's", () => {
+    const { model } = buildTail({ ...spec, reshapeByInput: "shape", inputDims: ["b", "s"] });
+    assertThrows(
+      () => findUnembeddingTail(model),
+      ConfigError,
+      `Cannot feed graph input "input_ids" to the unembedding tail of ONNX model ` +
+        `<generated RMSNorm tail>, which reads its shape: its dimension "b" is none of the ` +
+        `residual stream's [batch, sequence]`,
+    );
+  });
+});
+
 Deno.test("findUnembeddingTail() refuses graphs without a usable tail, saying what it looked for", async (t) => {
   await t.step("no final norm scope and no blocks", () => {
     const { model } = buildTail({ dModel: 8, vocab: 20, norm: "LayerNorm", anonymous: true });
@@ -87,7 +162,8 @@ Deno.test("findUnembeddingTail() refuses graphs without a usable tail, saying wh
     assertThrows(
       () => findUnembeddingTail(neox, { residTensor: "/gpt_neox/layers.1/Add_1_output_0" }),
       ConfigError,
-      "also reads graph input(s) input_ids, attention_mask;",
+      // input_ids is read there for its shape only (the position ids), attention_mask for its values.
+      "also reads graph input(s) attention_mask;",
     );
   });
   await t.step("no logits output", () => {

@@ -9,11 +9,15 @@
  * - `hook_resid_post` is the output of the last of them (for GPT-NeoX with
  *   `use_parallel_residual`, `(mlp_out + attn_out) + resid_pre`; sequential blocks
  *   `(resid_pre + attn_out) + mlp_out`);
+ * - the Add inputs are read through nodes that pass a value on unchanged (`Identity`, a `Cast` to
+ *   the type it already has): Llama's RMSNorm casts its input to float32, a no-op Cast scoped in
+ *   the norm (`/model/layers.6/input_layernorm/Cast`) whose output the residual branch reads;
  * - `hook_resid_pre` is the one input of those Adds produced outside the block (the embedding
  *   output for block 0, the previous block's `hook_resid_post` after);
  * - `hook_attn_out` / `hook_mlp_out` are the Add inputs produced inside the block's attention
  *   (`attention`, `attn`, `self_attn`) / MLP (`mlp`, `feed_forward`, `ffn`) sub-scope, i.e. after
- *   the output projection and its bias;
+ *   the output projection and its bias (norm scopes such as `post_attention_layernorm` are
+ *   neither);
  * - `hook_resid_mid` (sequential blocks only) is the output of the Add of `resid_pre` and
  *   `attn_out`, when it also feeds the MLP branch (a parallel block has no `resid_mid`).
  *
@@ -200,18 +204,23 @@ function readBlock(model: OnnxModel, scope: string, nodes: NodeProto[]): Map<str
   const last = adds[adds.length - 1];
   if (!last) return hooks;
   const inside = (tensor: string) => model.producer(tensor)?.name?.startsWith(`${scope}/`) ?? false;
+  // The sub-module a tensor is computed in (`self_attn` for `<scope>/self_attn/o_proj/MatMul`);
+  // "" for nodes directly in the block scope or outside it.
   const subScope = (tensor: string) => {
     const name = model.producer(tensor)?.name ?? "";
-    return name.startsWith(`${scope}/`) ? name.slice(scope.length + 1).split("/")[0] ?? "" : "";
+    if (!name.startsWith(`${scope}/`)) return "";
+    const parts = name.slice(scope.length + 1).split("/");
+    return parts.length > 1 ? parts[0]! : "";
   };
+  // Each Add input read through value-preserving nodes: Llama's RMSNorm casts its input to
+  // float32 (a no-op Cast in a float32 export, named in the norm's scope), and the residual
+  // branch reads that Cast's output instead of the block input.
+  const inputs = adds.map((add) => (add.input ?? []).map((i) => passThrough(model, i)));
   const outside = new Set<string>();
-  for (const add of adds) {
-    for (const input of add.input ?? []) {
-      if (!inside(input) && model.producer(input)) outside.add(input);
-      const sub = subScope(input);
-      if (/att/i.test(sub)) hooks.set("hook_attn_out", input);
-      else if (/mlp|ffn|feed_?forward/i.test(sub)) hooks.set("hook_mlp_out", input);
-    }
+  for (const input of inputs.flat()) {
+    if (!inside(input) && model.producer(input)) outside.add(input);
+    const kind = branchKind(subScope(input));
+    if (kind) hooks.set(kind, input);
   }
   if (outside.size === 1) hooks.set("hook_resid_pre", [...outside][0]!);
   hooks.set("hook_resid_post", last.output![0]!);
@@ -223,12 +232,42 @@ function readBlock(model: OnnxModel, scope: string, nodes: NodeProto[]): Map<str
     !adds.includes(n) && inside(n.output?.[0] ?? "")
   );
   if (
-    adds.length === 2 && pre && attn && first.input?.includes(pre) && first.input.includes(attn) &&
+    adds.length === 2 && pre && attn && inputs[0]!.includes(pre) && inputs[0]!.includes(attn) &&
     feedsMlp
   ) {
-    hooks.set("hook_resid_mid", first.output![0]!);
+    hooks.set("hook_resid_mid", mid);
   }
   return hooks;
+}
+
+/**
+ * Which branch output a block sub-module computes: attention (`attention`, `attn`, `self_attn`,
+ * `self_attention`) or MLP (`mlp`, `feed_forward`, `ffn`). Norm modules named after the branch
+ * they precede or follow (`post_attention_layernorm`, `ln_mlp`) are neither.
+ */
+function branchKind(sub: string): "hook_attn_out" | "hook_mlp_out" | undefined {
+  if (sub === "" || /norm|(^|_)ln(_|$)/i.test(sub)) return undefined;
+  if (/att/i.test(sub)) return "hook_attn_out";
+  if (/mlp|ffn|feed_?forward/i.test(sub)) return "hook_mlp_out";
+  return undefined;
+}
+
+/**
+ * The tensor a value comes from, followed back through nodes that pass it on unchanged:
+ * `Identity`, and `Cast` to the element type the tensor already has.
+ */
+function passThrough(model: OnnxModel, tensor: string): string {
+  let current = tensor;
+  for (;;) {
+    const node = model.producer(current);
+    const source = node?.input?.[0];
+    if (!node || !source) return current;
+    const same = node.opType === "Identity" ||
+      (node.opType === "Cast" && model.elemType(source) !== null &&
+        model.elemType(source) === model.elemType(current));
+    if (!same) return current;
+    current = source;
+  }
 }
 
 function escapeRegExp(s: string): string {

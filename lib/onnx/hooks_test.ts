@@ -1,6 +1,7 @@
 import { assert, assertEquals, assertRejects, assertThrows, maxAbsDiff } from "./_testing.ts";
+import onnxProto from "onnx-proto";
 import { ConfigError } from "../errors.ts";
-import { OnnxModel } from "./graph.ts";
+import { makeNode, makeTensor, type NodeSpec, OnnxModel } from "./graph.ts";
 import { listHookPoints, resolveHooks, summarizeHooks } from "./hooks.ts";
 import { openHookSession } from "./hook_session.ts";
 import { formatInspect, inspectModel } from "./inspect.ts";
@@ -166,4 +167,126 @@ Deno.test("GPT-NeoX hooks add up: resid_post = resid_pre + attn_out + mlp_out in
     assert(maxAbsDiff(sum, get(`blocks.${L}.hook_resid_post`)) < 1e-4, `block ${L}`);
     assert(maxAbsDiff(attn, mlp) > 1e-3, `block ${L}: attn_out and mlp_out differ`);
   }
+});
+
+Deno.test("listHookPoints() reads Llama blocks through the RMSNorm's no-op float32 Casts", async () => {
+  // HF's LlamaRMSNorm casts its input to float32; in a float32 export that Cast is a no-op, and
+  // the residual branch reads its output (scoped in the norm) instead of the block input.
+  const model = await OnnxModel.load(`${FIXTURES}tiny-llama/model.onnx`);
+  const at = new Map(listHookPoints(model).map((p) => [p.hook, p.tensor]));
+  assertEquals(Object.fromEntries([...at].filter(([h]) => h.startsWith("blocks.0."))), {
+    "blocks.0.hook_resid_pre": "/model/embed_tokens/Gather_output_0",
+    "blocks.0.hook_attn_out": "/model/layers.0/self_attn/o_proj/MatMul_output_0",
+    "blocks.0.hook_resid_mid": "/model/layers.0/Add_output_0",
+    "blocks.0.hook_mlp_out": "/model/layers.0/mlp/down_proj/MatMul_output_0",
+    "blocks.0.hook_resid_post": "/model/layers.0/Add_1_output_0",
+  });
+  assertEquals(at.get("blocks.1.hook_resid_pre"), at.get("blocks.0.hook_resid_post"));
+  assertEquals(at.size, 10);
+});
+
+for (const name of ["tiny-gpt2", "tiny-llama"]) {
+  Deno.test(`${name} hooks add up: resid_mid = resid_pre + attn_out, resid_post = resid_mid + mlp_out`, async () => {
+    const model = await OnnxModel.load(`${FIXTURES}${name}/model.onnx`);
+    const hooks = listHookPoints(model).map((p) => p.hook);
+    assertEquals(hooks.length, 10);
+    await using hs = await openHookSession(model, hooks, { intraOpThreads: 1 });
+    const out = await hs.session.run(hs.feeds({
+      batchSize: 1,
+      contextSize: 6,
+      tokens: new Int32Array([0, 45, 300, 12, 999, 4]),
+      attention: new Uint8Array(6).fill(1),
+    }));
+    const get = (hook: string) => out[hs.tensors[hook]!]!.data as Float32Array;
+    for (let L = 0; L < 2; L++) {
+      const [pre, attn, mid, mlp, post] = [
+        "resid_pre",
+        "attn_out",
+        "resid_mid",
+        "mlp_out",
+        "resid_post",
+      ].map((k) => get(`blocks.${L}.hook_${k}`));
+      assert(maxAbsDiff(pre!.map((v, i) => v + attn![i]!), mid!) < 1e-5, `block ${L}: mid`);
+      assert(maxAbsDiff(mid!.map((v, i) => v + mlp![i]!), post!) < 1e-5, `block ${L}: post`);
+      assert(maxAbsDiff(attn!, mlp!) > 1e-3, `block ${L}: attn_out and mlp_out differ`);
+    }
+  });
+}
+
+/**
+ * One sequential block whose residual branch reads the block input through a Cast in the first
+ * norm's scope and the mid stream through an Identity in the second norm's scope.
+ */
+function castBlock(castTo: "float32" | "float16"): OnnxModel {
+  const T = onnxProto.onnx.TensorProto.DataType;
+  const nodes: NodeSpec[] = [
+    { opType: "Mul", name: "/m/embed/Mul", inputs: ["x", "w"], outputs: ["e"] },
+    {
+      opType: "Cast",
+      name: "/m/layers.0/ln_1/Cast",
+      inputs: ["e"],
+      outputs: ["c"],
+      attributes: { to: { i: castTo === "float32" ? T.FLOAT : T.FLOAT16 } },
+    },
+  ];
+  let resid = "c";
+  if (castTo === "float16") {
+    nodes.push({
+      opType: "Cast",
+      name: "/m/layers.0/ln_1/Cast_1",
+      inputs: ["c"],
+      outputs: ["c32"],
+      attributes: { to: { i: T.FLOAT } },
+    });
+    resid = "c32";
+  }
+  nodes.push(
+    { opType: "Mul", name: "/m/layers.0/attn/proj/Mul", inputs: [resid, "w"], outputs: ["a"] },
+    { opType: "Add", name: "/m/layers.0/Add", inputs: [resid, "a"], outputs: ["mid"] },
+    {
+      opType: "Identity",
+      name: "/m/layers.0/post_attention_layernorm/Identity",
+      inputs: ["mid"],
+      outputs: ["i"],
+    },
+    { opType: "Mul", name: "/m/layers.0/mlp/proj/Mul", inputs: ["i", "w"], outputs: ["f"] },
+    { opType: "Add", name: "/m/layers.0/Add_1", inputs: ["i", "f"], outputs: ["post"] },
+  );
+  const info = (name: string) => ({
+    name,
+    type: { tensorType: { elemType: T.FLOAT, shape: { dim: [{ dimValue: 4 }] } } },
+  });
+  const proto = onnxProto.onnx.ModelProto.fromObject({
+    irVersion: 8,
+    opsetImport: [{ domain: "", version: 17 }],
+    graph: {
+      name: "block",
+      node: nodes.map((n) => makeNode(n)),
+      initializer: [makeTensor({ name: "w", dims: [4], data: new Float32Array([1, 2, 3, 4]) })],
+      input: [info("x")],
+      output: [info("post")],
+    },
+  });
+  return OnnxModel.fromBytes(onnxProto.onnx.ModelProto.encode(proto).finish());
+}
+
+Deno.test("listHookPoints() looks through Identity and same-type Casts, not through rounding Casts", async (t) => {
+  await t.step("a float32 → float32 Cast and an Identity pass the residual on unchanged", () => {
+    const points = listHookPoints(castBlock("float32"));
+    assertEquals(Object.fromEntries(points.map((p) => [p.hook, p.tensor])), {
+      "blocks.0.hook_resid_pre": "e",
+      "blocks.0.hook_attn_out": "a",
+      "blocks.0.hook_resid_mid": "mid",
+      "blocks.0.hook_mlp_out": "f",
+      "blocks.0.hook_resid_post": "post",
+    });
+  });
+  await t.step("a float16 round trip changes the values: no resid_pre (nor resid_mid)", () => {
+    const points = listHookPoints(castBlock("float16"));
+    assertEquals(points.map((p) => p.hook), [
+      "blocks.0.hook_attn_out",
+      "blocks.0.hook_mlp_out",
+      "blocks.0.hook_resid_post",
+    ]);
+  });
 });
