@@ -210,9 +210,9 @@ Deno.test("bad settings fail with one ConfigError line that says where and what"
     },
     {
       name: "a key in the wrong table is pointed to where it belongs",
-      run: run(`${SEED_TOML}\n[auto_interp]\nmax_workers = 3\n`),
+      run: run(`${SEED_TOML}\n[auto_interp]\nanalysis_name = "a"\n`),
       message:
-        'analyze.toml:35: unknown key "auto_interp.max_workers"; did you mean "max_workers"?',
+        'analyze.toml:35: unknown key "auto_interp.analysis_name"; did you mean "analysis_name"?',
     },
     {
       name: "an unknown key with nothing close gets no suggestion",

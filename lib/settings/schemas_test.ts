@@ -1,6 +1,9 @@
 import assert from "node:assert/strict";
+import { AUTO_INTERP_DEFAULTS } from "../autointerp/options.ts";
 import {
   AnalyzeSAESettingsSchema,
+  AutoInterpConfigSchema,
+  DirectLogitAttributorConfigSchema,
   FeatureAnalyzerConfigSchema,
   MongoDBConfigSchema,
   normalizeDtype,
@@ -161,4 +164,60 @@ Deno.test("AnalyzeSAESettingsSchema refuses targets other than activations-2d", 
   });
   assert.equal(r.success, false);
   assert.deepEqual(r.error?.issues[0]?.path, ["activation_factory", "target"]);
+});
+
+Deno.test("DirectLogitAttributorConfigSchema centers by default and takes an optional chunk size", async (t) => {
+  await t.step("defaults", () => {
+    assert.deepEqual(DirectLogitAttributorConfigSchema.parse({}), { top_k: 10, center: true });
+  });
+  await t.step("given values", () => {
+    const d = DirectLogitAttributorConfigSchema.parse({ center: false, chunk_size: 64 });
+    assert.equal(d.center, false);
+    assert.equal(d.chunk_size, 64);
+  });
+  for (const chunk_size of [0, -3, 2.5, "8"]) {
+    await t.step(`chunk_size ${JSON.stringify(chunk_size)} is refused`, () => {
+      const r = DirectLogitAttributorConfigSchema.safeParse({ chunk_size });
+      assert.equal(r.success, false);
+      assert.deepEqual(r.error?.issues[0]?.path, ["chunk_size"]);
+      assert.equal(r.error?.issues[0]?.message, "expected a positive integer");
+    });
+  }
+});
+
+Deno.test("AutoInterpConfigSchema carries every auto-interp option with the stage's defaults", () => {
+  const parsed = AutoInterpConfigSchema.parse({}) as Record<string, unknown>;
+  // max_workers and analysis_name are top-level settings, as in the Python tool.
+  const topLevel = new Set(["max_workers", "analysis_name"]);
+  for (const [key, value] of Object.entries(AUTO_INTERP_DEFAULTS)) {
+    if (topLevel.has(key)) {
+      assert.equal(key in parsed, false, `${key} is not an [auto_interp] key`);
+      continue;
+    }
+    assert.deepEqual(parsed[key], value, `auto_interp.${key}`);
+  }
+  // The options without a default are present and unset.
+  for (const key of ["openai_api_key", "openai_base_url", "openai_proxy", "temperature"]) {
+    assert.equal(parsed[key], null, `auto_interp.${key}`);
+  }
+});
+
+Deno.test("AutoInterpConfigSchema refuses out-of-range saeflow options", async (t) => {
+  const cases: [Record<string, unknown>, string, string][] = [
+    [{ temperature: 3 }, "temperature", "expected a number between 0 and 2"],
+    [{ request_timeout: 0 }, "request_timeout", "expected a positive number"],
+    [{ max_retries: -1 }, "max_retries", "expected a non-negative integer"],
+    [{ pass_threshold: 1.5 }, "pass_threshold", "expected a number between 0 and 1"],
+    [{ fuzzing_decile_incorrect: 0 }, "fuzzing_decile_incorrect", "expected a positive integer"],
+    [{ seed: 0.5 }, "seed", "expected an integer"],
+  ];
+  for (const [input, key, message] of cases) {
+    await t.step(key, () => {
+      const r = AutoInterpConfigSchema.safeParse(input);
+      assert.equal(r.success, false);
+      assert.deepEqual(r.error?.issues[0]?.path, [key]);
+      assert.equal(r.error?.issues[0]?.message, message);
+    });
+  }
+  assert.equal(AutoInterpConfigSchema.parse({ temperature: 0 }).temperature, 0);
 });

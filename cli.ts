@@ -1,0 +1,225 @@
+/**
+ * The `saeflow` command line. Thin by design: parse arguments, call a runner, map errors to exit
+ * codes (0 ok, 1 runtime failure, 2 usage or configuration error). An error prints one line
+ * (`saeflow: <message>`) without a stack trace unless `--verbose` is given.
+ *
+ * @module
+ */
+
+import { Command, CommanderError, Option, type OptionValues } from "@commander-js/extra-typings";
+import { ConfigError, exitCodeFor } from "./lib/errors.ts";
+import { DEMO_CONFIG_PATH, loadSettings } from "./lib/settings/mod.ts";
+import { resolveStoreLocation, type StoreFlags } from "./lib/cli/store_location.ts";
+import { renderFeature } from "./lib/cli/show.ts";
+import { featureToJson, type FeatureStore, openStore } from "./lib/store/mod.ts";
+import { formatInspect, inspectModel } from "./lib/onnx/mod.ts";
+import { describeSae, loadSae } from "./lib/sae/mod.ts";
+import { resolveRepo } from "./lib/hub/mod.ts";
+import { analyzeSae, autoInterp, directLogitAttribute } from "./pipelines/mod.ts";
+import { serveViewer } from "./lib/viewer/mod.ts";
+
+/** The version printed by `saeflow --version`. */
+export const VERSION = "0.1.0";
+
+const collect = (value: string, previous: string[]) => [...previous, value];
+
+// deno-lint-ignore no-explicit-any
+function storeOptions<A extends any[], O extends OptionValues, G extends OptionValues>(
+  cmd: Command<A, O, G>,
+) {
+  return cmd
+    .option("--config <file>", "settings file whose [mongo] table or output_dir names the store")
+    .option("--mongo-uri <uri>", "MongoDB URI (default: $MONGO_URI)")
+    .option("--mongo-db <name>", "MongoDB database (default: mechinterp)")
+    .option("--output-dir <dir>", "folder of the embedded SQLite store");
+}
+
+async function withStore<R>(flags: StoreFlags, fn: (store: FeatureStore) => Promise<R>) {
+  await using store = await openStore(await resolveStoreLocation(flags));
+  return await fn(store);
+}
+
+/** Finds the series of an SAE given by name, when `--series` is not given. */
+async function seriesOf(store: FeatureStore, sae: string, series?: string): Promise<string> {
+  if (series) return series;
+  const found = (await store.listSaes()).filter((s) => s.name === sae);
+  if (found.length === 1) return found[0]!.series;
+  if (found.length === 0) {
+    const all = (await store.listSaes()).map((s) => `${s.series}/${s.name}`);
+    throw new ConfigError(
+      `No SAE named "${sae}" in ${store.location}` +
+        (all.length ? `; stored: ${all.join(", ")}` : "; the store holds no SAE"),
+    );
+  }
+  throw new ConfigError(
+    `SAE "${sae}" is in several series (${found.map((s) => s.series).join(", ")}); pass --series`,
+  );
+}
+
+function parseIndex(value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 0) {
+    throw new ConfigError(`INDEX must be a non-negative integer, got "${value}"`);
+  }
+  return n;
+}
+
+/** Builds the program; exported for tests. */
+export function buildProgram(): Command {
+  const program = new Command()
+    .name("saeflow")
+    .description("Analyze Sparse Autoencoder features: contexts, statistics, DLA, explanations.")
+    .version(VERSION)
+    .option("-v, --verbose", "print stack traces with errors")
+    .exitOverride()
+    .showHelpAfterError("(run with --help for usage)");
+
+  program.command("analyze")
+    .description("analyze an SAE on a dataset (the bundled demo when no file is given)")
+    .argument("[config]", "TOML settings (the Python tool's AnalyzeSAESettings)")
+    .option("--set <key=value>", "override a setting, e.g. analyzer.total_analyzing_tokens=1e6", collect, [] as string[])
+    .option("--shard <i/N>", "analyze only shard i of N (0-based) of the data")
+    .action(async (config, opts) => {
+      const file = config ?? DEMO_CONFIG_PATH;
+      const settings = await loadSettings(file, "analyze", { overrides: opts.set });
+      await analyzeSae(settings, { ...(opts.shard ? { shard: opts.shard } : {}), settingsFile: file });
+    });
+
+  program.command("dla")
+    .description("Direct Logit Attribution of every feature of an SAE")
+    .argument("<config>", "TOML settings (DirectLogitAttributeSettings)")
+    .option("--set <key=value>", "override a setting", collect, [] as string[])
+    .action(async (config, opts) => {
+      const settings = await loadSettings(config, "dla", { overrides: opts.set });
+      await directLogitAttribute(settings);
+    });
+
+  program.command("autointerp")
+    .description("explain and score features through an OpenAI-compatible API")
+    .argument("<config>", "TOML settings (AutoInterpSettings)")
+    .option("--set <key=value>", "override a setting", collect, [] as string[])
+    .option("--features <list>", "comma-separated feature indices (default: all)")
+    .action(async (config, opts) => {
+      const settings = await loadSettings(config, "autointerp", { overrides: opts.set });
+      const features = opts.features?.split(",").map((s) => parseIndex(s.trim()));
+      await autoInterp(settings, features ? { features } : {});
+    });
+
+  const show = program.command("show").description("show stored results");
+  storeOptions(
+    show.command("feature")
+      .description("one feature: statistics, contexts, logits, explanation")
+      .argument("<sae>", "SAE name")
+      .argument("<index>", "feature index")
+      .option("--series <series>", "SAE series (needed when the name is in several)")
+      .option("--analysis <name>", "analysis to show (default: default)")
+      .option("--json", "print the stored document as JSON"),
+  ).action(async (sae, index, opts) => {
+    const i = parseIndex(index);
+    await withStore(opts, async (store) => {
+      const series = await seriesOf(store, sae, opts.series);
+      const record = await store.getFeature(series, sae, i);
+      if (!record) throw new ConfigError(`Feature ${i} of ${series}/${sae} is not in the store`);
+      const saeDoc = await store.getSae(series, sae);
+      const model = saeDoc?.model ? await store.getModel(saeDoc.model) : null;
+      const doc = featureToJson(record, model?.vocab);
+      if (opts.json) console.log(JSON.stringify(doc, null, 2));
+      else {
+        console.log(renderFeature(doc, {
+          color: Deno.stdout.isTerminal() && !Deno.env.get("NO_COLOR"),
+          ...(opts.analysis ? { analysis: opts.analysis } : {}),
+        }));
+      }
+    });
+  });
+
+  const inspect = program.command("inspect").description("describe a model or an SAE");
+  inspect.command("model")
+    .description("hook points with shapes, inputs and vocabulary size of an ONNX model")
+    .argument("<dir>", "model folder or Hugging Face id")
+    .action(async (dir) => {
+      const path = await resolveRepo(dir, { repoType: "model" });
+      console.log(formatInspect(await inspectModel(path)));
+    });
+  inspect.command("sae")
+    .description("d_model, d_sae, activation function, normalization and hook point of an SAE")
+    .argument("<path>", "SAE folder or Hugging Face id")
+    .action(async (path) => {
+      const sae = await loadSae(await resolveRepo(path, { repoType: "model" }));
+      console.log(describeSae(sae).join("\n"));
+    });
+
+  const remove = program.command("remove").description("remove stored results");
+  storeOptions(
+    remove.command("analysis")
+      .description("remove one analysis of an SAE from every feature")
+      .argument("<sae>", "SAE name")
+      .argument("<name>", "analysis name")
+      .option("--series <series>", "SAE series"),
+  ).action(async (sae, name, opts) => {
+    await withStore(opts, async (store) => {
+      const series = await seriesOf(store, sae, opts.series);
+      const result = await store.removeAnalysis(series, sae, name);
+      console.log(`removed analysis ${name} of ${series}/${sae}: ${JSON.stringify(result)}`);
+    });
+  });
+  storeOptions(
+    remove.command("sae")
+      .description("remove an SAE with all its features and analyses")
+      .argument("<sae>", "SAE name")
+      .option("--series <series>", "SAE series"),
+  ).action(async (sae, opts) => {
+    await withStore(opts, async (store) => {
+      const series = await seriesOf(store, sae, opts.series);
+      const result = await store.removeSae(series, sae);
+      console.log(`removed ${series}/${sae}: ${JSON.stringify(result)}`);
+    });
+  });
+
+  storeOptions(
+    program.command("serve")
+      .description("browse the stored features in a web page")
+      .option("--port <n>", "port (default 8080; 0 picks a free one)", "8080")
+      .addOption(new Option("--host <host>", "address to bind").default("127.0.0.1")),
+  ).action(async (opts) => {
+    const port = Number(opts.port);
+    if (!Number.isInteger(port) || port < 0 || port > 65535) {
+      throw new ConfigError(`--port must be an integer in [0, 65535], got "${opts.port}"`);
+    }
+    const store = await openStore(await resolveStoreLocation(opts));
+    const server = serveViewer(store, { port, host: opts.host });
+    console.log(`saeflow viewer on http://${server.addr.hostname}:${server.addr.port}/ (${store.location})`);
+    await server.finished;
+    await store.close();
+  });
+
+  return program;
+}
+
+/**
+ * Runs the CLI with the given arguments and returns the exit code.
+ *
+ * @param args the arguments after the program name.
+ * @returns 0, 1 or 2.
+ */
+export async function main(args: string[]): Promise<number> {
+  const program = buildProgram();
+  const verbose = args.includes("-v") || args.includes("--verbose");
+  try {
+    await program.parseAsync(args, { from: "user" });
+    return 0;
+  } catch (error) {
+    if (error instanceof CommanderError) {
+      // Help and version exit 0; every other commander error is a usage error.
+      return error.exitCode === 0 ? 0 : 2;
+    }
+    const message = error instanceof Error ? error.message : String(error);
+    console.error(`saeflow: ${message.split("\n")[0]}`);
+    if (verbose && error instanceof Error && error.stack) console.error(error.stack);
+    return exitCodeFor(error);
+  }
+}
+
+if (import.meta.main) {
+  Deno.exit(await main(Deno.args));
+}

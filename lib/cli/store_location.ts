@@ -1,0 +1,83 @@
+/**
+ * How every command that reads the store finds it (DESIGN.md, "Store"): `--mongo-uri` /
+ * `--mongo-db`, else `--output-dir`, else `--config FILE` (its `[mongo]` table, else its
+ * `output_dir`), else the `MONGO_URI` environment variable, else `./analysis_results`.
+ *
+ * @module
+ */
+
+import { isAbsolute, resolve } from "node:path";
+import { parse, TomlError } from "smol-toml";
+import { ConfigError } from "../errors.ts";
+import type { OpenStoreOptions } from "../store/mod.ts";
+
+/** Store options as given on the command line. */
+export interface StoreFlags {
+  /** A settings file whose `[mongo]` table or `output_dir` names the store. */
+  config?: string;
+  /** MongoDB URI (a bare host is accepted). */
+  mongoUri?: string;
+  /** MongoDB database name (default `mechinterp`). */
+  mongoDb?: string;
+  /** The folder of the embedded SQLite store. */
+  outputDir?: string;
+}
+
+/** The default output folder, as in the settings (`output_dir`). */
+export const DEFAULT_OUTPUT_DIR = "analysis_results";
+
+/**
+ * Resolves store flags to {@linkcode OpenStoreOptions}.
+ *
+ * @param flags the command-line flags.
+ * @param env the environment (`MONGO_URI`, `MONGO_DB`); default: the process environment.
+ * @returns where the store is.
+ * @throws {ConfigError} when the config file cannot be read or parsed.
+ * @example
+ * ```ts
+ * import { resolveStoreLocation } from "./store_location.ts";
+ * const where = await resolveStoreLocation({ outputDir: "out" }, {});
+ * console.assert(where.outputDir?.endsWith("out") && where.mongo === undefined);
+ * ```
+ */
+export async function resolveStoreLocation(
+  flags: StoreFlags,
+  env: Readonly<Record<string, string | undefined>> = Deno.env.toObject(),
+): Promise<OpenStoreOptions> {
+  const mongoDb = flags.mongoDb ?? env.MONGO_DB;
+  const mongo = (uri: string, db: string | undefined) => ({ uri, db: db ?? "mechinterp" });
+  if (flags.mongoUri) return { mongo: mongo(flags.mongoUri, mongoDb) };
+  if (flags.outputDir) return { outputDir: resolve(flags.outputDir) };
+  if (flags.config) {
+    let text: string;
+    try {
+      text = await Deno.readTextFile(flags.config);
+    } catch (error) {
+      throw new ConfigError(`${flags.config}: cannot read settings file`, { cause: error });
+    }
+    let doc: Record<string, unknown>;
+    try {
+      doc = parse(text) as Record<string, unknown>;
+    } catch (error) {
+      if (error instanceof TomlError) {
+        const msg = error.message.split("\n")[0];
+        throw new ConfigError(`${flags.config}:${error.line}:${error.column}: ${msg}`);
+      }
+      throw error;
+    }
+    const table = doc.mongo as Record<string, unknown> | undefined;
+    if (table && typeof table === "object") {
+      const uri = typeof table.mongo_uri === "string"
+        ? table.mongo_uri
+        : env.MONGO_URI ?? "mongodb://localhost:27017/";
+      const db = typeof table.mongo_db === "string" ? table.mongo_db : mongoDb;
+      return { mongo: mongo(uri, db) };
+    }
+    if (env.MONGO_URI) return { mongo: mongo(env.MONGO_URI, mongoDb) };
+    const out = typeof doc.output_dir === "string" ? doc.output_dir : DEFAULT_OUTPUT_DIR;
+    // output_dir is relative to the working directory, as for the runners.
+    return { outputDir: isAbsolute(out) ? out : resolve(out) };
+  }
+  if (env.MONGO_URI) return { mongo: mongo(env.MONGO_URI, mongoDb) };
+  return { outputDir: resolve(DEFAULT_OUTPUT_DIR) };
+}

@@ -1,0 +1,10 @@
+/**
+ * The runners, composed from stages: `analyzeSae` (the seed's `analyze_sae`),
+ * `directLogitAttribute` (`direct_logit_attribute`) and `autoInterp` (`auto_interp`).
+ *
+ * @module
+ */
+
+export * from "./analyze.ts";
+export * from "./dla.ts";
+export * from "./autointerp.ts";

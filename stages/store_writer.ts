@@ -1,0 +1,68 @@
+/**
+ * The store writer: the end of a pipeline. Feature records are written to a
+ * {@linkcode FeatureStore} in batches (one bulk upsert per batch), so a slow store stalls the
+ * pipeline instead of growing a buffer: the stream's queue holds at most one record, and a write
+ * resolves only when its batch is stored.
+ *
+ * The store stays open: whoever opened it closes it.
+ *
+ * @module
+ */
+
+import type { FeatureStore } from "../lib/store/mod.ts";
+import type { FeatureRecord } from "../lib/types.ts";
+
+/** Options of {@linkcode storeWriter}. */
+export interface StoreWriterOptions {
+  /** Records per bulk write (default 256). */
+  batchSize?: number;
+  /** Called after each batch is stored, with the records of that batch. */
+  onWritten?: (records: readonly FeatureRecord[]) => void;
+}
+
+/**
+ * A `WritableStream` that upserts feature records into a store in batches.
+ *
+ * @param store the store to write to (not closed by the stream).
+ * @param options batch size and a callback per stored batch.
+ * @returns the writable end of a pipeline.
+ * @example
+ * ```ts
+ * import { openStore } from "../lib/store/mod.ts";
+ * import { storeWriter } from "./store_writer.ts";
+ * const dir = await Deno.makeTempDir();
+ * await using store = await openStore({ outputDir: dir });
+ * const records = [0, 1, 2].map((index) => ({ sae_name: "s", sae_series: "x", index, analyses: {} }));
+ * await ReadableStream.from(records).pipeTo(storeWriter(store, { batchSize: 2 }));
+ * console.assert((await store.getFeature("x", "s", 2))?.index === 2);
+ * ```
+ */
+export function storeWriter(
+  store: FeatureStore,
+  options: StoreWriterOptions = {},
+): WritableStream<FeatureRecord> {
+  const batchSize = options.batchSize ?? 256;
+  if (!Number.isInteger(batchSize) || batchSize < 1) {
+    throw new RangeError(`storeWriter: batchSize must be a positive integer, got ${batchSize}`);
+  }
+  let pending: FeatureRecord[] = [];
+  const flush = async () => {
+    if (pending.length === 0) return;
+    const batch = pending;
+    pending = [];
+    await store.writeFeatures(batch);
+    options.onWritten?.(batch);
+  };
+  return new WritableStream<FeatureRecord>({
+    async write(record) {
+      pending.push(record);
+      if (pending.length >= batchSize) await flush();
+    },
+    close: flush,
+    abort() {
+      // Records not yet written are dropped: the analysis is then marked failed by the runner,
+      // and what was written stays consistent (each record is written whole or not at all).
+      pending = [];
+    },
+  }, new CountQueuingStrategy({ highWaterMark: 1 }));
+}
