@@ -8,7 +8,7 @@
 
 import { Command, CommanderError, Option, type OptionValues } from "@commander-js/extra-typings";
 import { ConfigError, exitCodeFor } from "./lib/errors.ts";
-import { DEMO_CONFIG_PATH, loadSettings } from "./lib/settings/mod.ts";
+import { DEMO_CONFIG_PATH, formatSettings, loadSettings } from "./lib/settings/mod.ts";
 import { resolveStoreLocation, type StoreFlags } from "./lib/cli/store_location.ts";
 import { renderFeature } from "./lib/cli/show.ts";
 import { featureToJson, type FeatureStore, openStore } from "./lib/store/mod.ts";
@@ -78,19 +78,22 @@ export function buildProgram(): Command {
     .description("analyze an SAE on a dataset (the bundled demo when no file is given)")
     .argument("[config]", "TOML settings (the Python tool's AnalyzeSAESettings)")
     .option("--set <key=value>", "override a setting, e.g. analyzer.total_analyzing_tokens=1e6", collect, [] as string[])
-    .option("--shard <i/N>", "analyze only shard i of N (0-based) of the data")
+    .option("--print-settings", "print the resolved settings (secrets redacted) and exit")
     .action(async (config, opts) => {
       const file = config ?? DEMO_CONFIG_PATH;
       const settings = await loadSettings(file, "analyze", { overrides: opts.set });
-      await analyzeSae(settings, { ...(opts.shard ? { shard: opts.shard } : {}), settingsFile: file });
+      if (opts.printSettings) return console.log(formatSettings(settings));
+      await analyzeSae(settings, { settingsFile: file });
     });
 
   program.command("dla")
     .description("Direct Logit Attribution of every feature of an SAE")
     .argument("<config>", "TOML settings (DirectLogitAttributeSettings)")
     .option("--set <key=value>", "override a setting", collect, [] as string[])
+    .option("--print-settings", "print the resolved settings (secrets redacted) and exit")
     .action(async (config, opts) => {
       const settings = await loadSettings(config, "dla", { overrides: opts.set });
+      if (opts.printSettings) return console.log(formatSettings(settings));
       await directLogitAttribute(settings);
     });
 
@@ -99,10 +102,20 @@ export function buildProgram(): Command {
     .argument("<config>", "TOML settings (AutoInterpSettings)")
     .option("--set <key=value>", "override a setting", collect, [] as string[])
     .option("--features <list>", "comma-separated feature indices (default: all)")
+    .option("--print-settings", "print the resolved settings (secrets redacted) and exit")
     .action(async (config, opts) => {
       const settings = await loadSettings(config, "autointerp", { overrides: opts.set });
+      if (opts.printSettings) return console.log(formatSettings(settings));
       const features = opts.features?.split(",").map((s) => parseIndex(s.trim()));
-      await autoInterp(settings, features ? { features } : {});
+      // Ctrl-C stops cleanly: interpretations already finished are stored.
+      const abort = new AbortController();
+      const onSignal = () => abort.abort(new Error("interrupted"));
+      Deno.addSignalListener("SIGINT", onSignal);
+      try {
+        await autoInterp(settings, { ...(features ? { features } : {}), signal: abort.signal });
+      } finally {
+        Deno.removeSignalListener("SIGINT", onSignal);
+      }
     });
 
   const show = program.command("show").description("show stored results");
