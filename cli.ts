@@ -11,7 +11,7 @@ import { ConfigError, exitCodeFor } from "./lib/errors.ts";
 import { DEMO_CONFIG_PATH, formatSettings, loadSettings } from "./lib/settings/mod.ts";
 import { resolveStoreLocation, type StoreFlags } from "./lib/cli/store_location.ts";
 import { renderFeature } from "./lib/cli/show.ts";
-import { featureToJson, type FeatureStore, openStore } from "./lib/store/mod.ts";
+import { type FeatureStore, featureToJson, openStore } from "./lib/store/mod.ts";
 import { formatInspect, inspectModel } from "./lib/onnx/mod.ts";
 import { describeSae, loadSae } from "./lib/sae/mod.ts";
 import { resolveRepo } from "./lib/hub/mod.ts";
@@ -77,7 +77,12 @@ export function buildProgram(): Command {
   program.command("analyze")
     .description("analyze an SAE on a dataset (the bundled demo when no file is given)")
     .argument("[config]", "TOML settings (the Python tool's AnalyzeSAESettings)")
-    .option("--set <key=value>", "override a setting, e.g. analyzer.total_analyzing_tokens=1e6", collect, [] as string[])
+    .option(
+      "--set <key=value>",
+      "override a setting, e.g. analyzer.total_analyzing_tokens=1e6",
+      collect,
+      [] as string[],
+    )
     .option("--print-settings", "print the resolved settings (secrets redacted) and exit")
     .action(async (config, opts) => {
       const file = config ?? DEMO_CONFIG_PATH;
@@ -201,7 +206,9 @@ export function buildProgram(): Command {
     }
     const store = await openStore(await resolveStoreLocation(opts));
     const server = serveViewer(store, { port, host: opts.host });
-    console.log(`saeflow viewer on http://${server.addr.hostname}:${server.addr.port}/ (${store.location})`);
+    console.log(
+      `saeflow viewer on http://${server.addr.hostname}:${server.addr.port}/ (${store.location})`,
+    );
     await server.finished;
     await store.close();
   });

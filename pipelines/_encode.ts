@@ -77,9 +77,15 @@ export async function encodeStage(options: EncodeStageOptions): Promise<EncodeSt
   const hook = modelHook({ session, hookPoints: [options.hookPoint], ownSession: true });
   const encode = saeEncode({ encoder, hookPoint: options.hookPoint, ownEncoder: true });
   return {
-    stream: { writable: hook.writable, readable: hook.readable.pipeThrough(encode) } as unknown as
-      TransformStream<ContextBatch, FeatureBatch>,
+    stream: {
+      writable: hook.writable,
+      readable: hook.readable.pipeThrough(encode),
+    } as unknown as TransformStream<ContextBatch, FeatureBatch>,
     fused: false,
-    reason: options.fused === false ? "fused graph turned off" : check.fusable ? `model dtype ${dtype}` : check.reason,
+    reason: options.fused === false
+      ? "fused graph turned off"
+      : check.fusable
+      ? `model dtype ${dtype}`
+      : check.reason,
   };
 }
