@@ -7,12 +7,14 @@ import { deepStrictEqual, ok } from "node:assert/strict";
 
 /** Fails unless `value` is truthy. */
 export function assert(value: unknown, message?: string): asserts value {
-  ok(value, message);
+  if (message === undefined) ok(value);
+  else ok(value, message);
 }
 
 /** Fails unless `actual` deep-equals `expected`. */
 export function assertEquals<T>(actual: T, expected: T, message?: string): void {
-  deepStrictEqual(actual, expected, message);
+  if (message === undefined) deepStrictEqual(actual, expected);
+  else deepStrictEqual(actual, expected, message);
 }
 
 // deno-lint-ignore no-explicit-any
