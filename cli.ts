@@ -9,7 +9,11 @@
 import { Command, CommanderError, Option, type OptionValues } from "@commander-js/extra-typings";
 import { ConfigError, exitCodeFor } from "./lib/errors.ts";
 import { DEMO_CONFIG_PATH, formatSettings, loadSettings } from "./lib/settings/mod.ts";
-import { resolveStoreLocation, type StoreFlags } from "./lib/cli/store_location.ts";
+import {
+  requireExistingStore,
+  resolveStoreLocation,
+  type StoreFlags,
+} from "./lib/cli/store_location.ts";
 import { renderFeature } from "./lib/cli/show.ts";
 import { type FeatureStore, featureToJson, openStore } from "./lib/store/mod.ts";
 import { formatInspect, inspectModel } from "./lib/onnx/mod.ts";
@@ -31,12 +35,28 @@ function storeOptions<A extends any[], O extends OptionValues, G extends OptionV
     .option("--config <file>", "settings file whose [mongo] table or output_dir names the store")
     .option("--mongo-uri <uri>", "MongoDB URI (default: $MONGO_URI)")
     .option("--mongo-db <name>", "MongoDB database (default: mechinterp)")
-    .option("--output-dir <dir>", "folder of the embedded SQLite store");
+    .option("--output-dir <dir>", "folder of the embedded SQLite store")
+    .option("--mongo-timeout-ms <ms>", "how long to wait for MongoDB (default: 5000)");
 }
 
+/** Opens the store the flags name; it must already exist (these commands never create one). */
 async function withStore<R>(flags: StoreFlags, fn: (store: FeatureStore) => Promise<R>) {
-  await using store = await openStore(await resolveStoreLocation(flags));
+  const where = await resolveStoreLocation(flags);
+  await requireExistingStore(where);
+  await using store = await openStore(where);
   return await fn(store);
+}
+
+/**
+ * Prints a commander usage error as the one line every other error gets:
+ * `saeflow: unknown command 'x'; did you mean y?` or `...; run saeflow --help for usage`.
+ */
+function usageLine(text: string): string {
+  const lines = text.trim().split("\n").map((l) => l.trim()).filter((l) => l !== "");
+  const message = (lines[0] ?? "usage error").replace(/^error: /, "");
+  const hint = lines.slice(1).map((l) => l.replace(/^\((.*)\)$/, "$1")).join(" ");
+  const suggestion = /^did you mean/i.test(hint) ? hint.replace(/^Did/, "did") : "";
+  return `saeflow: ${message}; ${suggestion || "run saeflow --help for usage"}\n`;
 }
 
 /** Finds the series of an SAE given by name, when `--series` is not given. */
@@ -56,6 +76,18 @@ async function seriesOf(store: FeatureStore, sae: string, series?: string): Prom
   );
 }
 
+/**
+ * JSON text that is safe to print to a terminal: besides what `JSON.stringify` escapes (C0),
+ * DEL, the C1 controls (U+0080–U+009F, e.g. U+009B, a one-character CSI) and the line and
+ * paragraph separators are written as `\uXXXX`. Still the same JSON value.
+ */
+function jsonForTerminal(value: unknown): string {
+  return JSON.stringify(value, null, 2).replace(
+    /[\u007f-\u009f\u2028\u2029]/g,
+    (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`,
+  );
+}
+
 function parseIndex(value: string): number {
   const n = Number(value);
   if (!Number.isInteger(n) || n < 0) {
@@ -72,7 +104,7 @@ export function buildProgram(): Command {
     .version(VERSION)
     .option("-v, --verbose", "print stack traces with errors")
     .exitOverride()
-    .showHelpAfterError("(run with --help for usage)");
+    .configureOutput({ outputError: (text, write) => write(usageLine(text)) });
 
   program.command("analyze")
     .description("analyze an SAE on a dataset (the bundled demo when no file is given)")
@@ -141,7 +173,7 @@ export function buildProgram(): Command {
       const saeDoc = await store.getSae(series, sae);
       const model = saeDoc?.model ? await store.getModel(saeDoc.model) : null;
       const doc = featureToJson(record, model?.vocab);
-      if (opts.json) console.log(JSON.stringify(doc, null, 2));
+      if (opts.json) console.log(jsonForTerminal(doc));
       else {
         console.log(renderFeature(doc, {
           color: Deno.stdout.isTerminal() && !Deno.env.get("NO_COLOR"),
@@ -178,6 +210,13 @@ export function buildProgram(): Command {
     await withStore(opts, async (store) => {
       const series = await seriesOf(store, sae, opts.series);
       const result = await store.removeAnalysis(series, sae, name);
+      if (!result.analysis && result.features === 0) {
+        const stored = (await store.listAnalyses(series, sae)).map((a) => a.name);
+        throw new ConfigError(
+          `No analysis named "${name}" of ${series}/${sae}` +
+            (stored.length ? `; stored: ${stored.join(", ")}` : "; the SAE has no analysis"),
+        );
+      }
       console.log(`removed analysis ${name} of ${series}/${sae}: ${JSON.stringify(result)}`);
     });
   });
@@ -204,7 +243,9 @@ export function buildProgram(): Command {
     if (!Number.isInteger(port) || port < 0 || port > 65535) {
       throw new ConfigError(`--port must be an integer in [0, 65535], got "${opts.port}"`);
     }
-    const store = await openStore(await resolveStoreLocation(opts));
+    const where = await resolveStoreLocation(opts);
+    await requireExistingStore(where);
+    const store = await openStore(where);
     const server = serveViewer(store, { port, host: opts.host });
     console.log(
       `saeflow viewer on http://${server.addr.hostname}:${server.addr.port}/ (${store.location})`,

@@ -1,15 +1,17 @@
 /**
  * How every command that reads the store finds it (DESIGN.md, "Store"): `--mongo-uri` /
  * `--mongo-db`, else `--output-dir`, else `--config FILE` (its `[mongo]` table, else its
- * `output_dir`), else the `MONGO_URI` environment variable, else `./analysis_results`.
+ * `output_dir`), else the `MONGO_URI` environment variable, else `./analysis_results`. How long
+ * to wait for MongoDB: `--mongo-timeout-ms`, else the config's `[mongo] timeout_ms`, else
+ * `MONGO_TIMEOUT_MS`, else the store's default (5000 ms).
  *
  * @module
  */
 
-import { isAbsolute, resolve } from "node:path";
+import { isAbsolute, join, resolve } from "node:path";
 import { parse, TomlError } from "smol-toml";
 import { ConfigError } from "../errors.ts";
-import type { OpenStoreOptions } from "../store/mod.ts";
+import { type OpenStoreOptions, SQLITE_FILE_NAME } from "../store/mod.ts";
 
 /** Store options as given on the command line. */
 export interface StoreFlags {
@@ -21,6 +23,8 @@ export interface StoreFlags {
   mongoDb?: string;
   /** The folder of the embedded SQLite store. */
   outputDir?: string;
+  /** How long to wait for MongoDB, in milliseconds (a positive integer, as typed). */
+  mongoTimeoutMs?: string;
 }
 
 /** The default output folder, as in the settings (`output_dir`). */
@@ -45,7 +49,13 @@ export async function resolveStoreLocation(
   env: Readonly<Record<string, string | undefined>> = Deno.env.toObject(),
 ): Promise<OpenStoreOptions> {
   const mongoDb = flags.mongoDb ?? env.MONGO_DB;
-  const mongo = (uri: string, db: string | undefined) => ({ uri, db: db ?? "mechinterp" });
+  let timeoutMs = parseTimeout("--mongo-timeout-ms", flags.mongoTimeoutMs) ??
+    parseTimeout("MONGO_TIMEOUT_MS", env.MONGO_TIMEOUT_MS);
+  const mongo = (uri: string, db: string | undefined) => ({
+    uri,
+    db: db ?? "mechinterp",
+    ...(timeoutMs === undefined ? {} : { timeoutMs }),
+  });
   if (flags.mongoUri) return { mongo: mongo(flags.mongoUri, mongoDb) };
   if (flags.outputDir) return { outputDir: resolve(flags.outputDir) };
   if (flags.config) {
@@ -71,6 +81,9 @@ export async function resolveStoreLocation(
         ? table.mongo_uri
         : env.MONGO_URI ?? "mongodb://localhost:27017/";
       const db = typeof table.mongo_db === "string" ? table.mongo_db : mongoDb;
+      if (flags.mongoTimeoutMs === undefined && table.timeout_ms !== undefined) {
+        timeoutMs = parseTimeout(`${flags.config}: mongo.timeout_ms`, table.timeout_ms);
+      }
       return { mongo: mongo(uri, db) };
     }
     if (env.MONGO_URI) return { mongo: mongo(env.MONGO_URI, mongoDb) };
@@ -80,4 +93,51 @@ export async function resolveStoreLocation(
   }
   if (env.MONGO_URI) return { mongo: mongo(env.MONGO_URI, mongoDb) };
   return { outputDir: resolve(DEFAULT_OUTPUT_DIR) };
+}
+
+function parseTimeout(where: string, value: unknown): number | undefined {
+  if (value === undefined || value === "") return undefined;
+  const n = typeof value === "string" ? Number(value.trim()) : value;
+  if (typeof n !== "number" || !Number.isInteger(n) || n <= 0) {
+    throw new ConfigError(
+      `${where}: expected a positive integer (milliseconds), got ${JSON.stringify(value)}`,
+    );
+  }
+  return n;
+}
+
+/**
+ * Checks that a store to be read exists, so that a mistyped `--output-dir` is reported instead
+ * of silently creating an empty store there. MongoDB locations are not checked here (an
+ * unreachable server is reported when connecting).
+ *
+ * @param where the resolved location.
+ * @throws {ConfigError} when `where.outputDir` holds no `saeflow.sqlite`.
+ * @example
+ * ```ts
+ * import { requireExistingStore } from "./store_location.ts";
+ * const dir = await Deno.makeTempDir();
+ * await requireExistingStore({ outputDir: dir }).then(
+ *   () => console.assert(false),
+ *   (e) => console.assert(e.message.includes("no saeflow store")),
+ * );
+ * ```
+ */
+export async function requireExistingStore(where: OpenStoreOptions): Promise<void> {
+  if (where.mongo !== undefined) return;
+  const dir = where.outputDir ?? ".";
+  const file = join(dir, SQLITE_FILE_NAME);
+  try {
+    const info = await Deno.stat(file);
+    if (info.isFile) return;
+  } catch (error) {
+    if (!(error instanceof Deno.errors.NotFound)) {
+      const why = error instanceof Error ? error.message : String(error);
+      throw new ConfigError(`Cannot read the store ${file}: ${why}`, { cause: error });
+    }
+  }
+  throw new ConfigError(
+    `${dir}: no saeflow store here (${SQLITE_FILE_NAME} not found); ` +
+      "pass the output_dir of an analysis with --output-dir, or --mongo-uri / --config",
+  );
 }
