@@ -6,6 +6,7 @@
 import { type Bench, report } from "./_report.ts";
 import { modelHookBench } from "./model_hook.ts";
 import { dlaBench } from "./dla.ts";
+import { analyzerBench } from "./analyzer.ts";
 import { saeEncodeBench } from "./sae_encode.ts";
 import { viewerBench } from "./viewer.ts";
 
@@ -13,6 +14,7 @@ import { viewerBench } from "./viewer.ts";
 const benches: Record<string, Bench> = {
   model_hook: modelHookBench,
   sae_encode: saeEncodeBench,
+  analyzer: analyzerBench,
   dla: dlaBench,
   viewer: viewerBench,
 };

@@ -56,6 +56,21 @@
  * (0 where inactive or masked); `offset` = the context's `origin.offset` (0 when absent) + window
  * start. Windows are copied when a context becomes a candidate, so batches are not retained.
  *
+ * ## Cost
+ *
+ * `add` is `O(entries + B×T + d_sae)` plus the work on admitted candidates, with no per-entry or
+ * per-candidate objects: a single pass over the entries groups them into `(context, feature)`
+ * pairs (typed scratch arrays, a generation stamp per feature, a linked list through the entries
+ * of each pair); a stable counting sort then orders the pairs by feature, so that each feature's
+ * state (histogram block in a shared arena, sums, lists) is visited once per batch, in index
+ * order. Most pairs are rejected by one or two comparisons (top: the n-th peak; bands: the n-th
+ * key of the floor or of the peak's bucket, kept per feature in a small typed ring of buckets).
+ * Pools are pruned in `O(c log c)` (a sweep over the earlier peaks, kept sorted). Kept samples live in flat typed storage (`_store.ts`): a context's tokens are
+ * stored once, as the span covering every window taken from it, shared by all features and
+ * reference-counted; a sample keeps only the feature's non-zero activations inside its window.
+ * Exact sums are kept as two float64 words per feature (error-free additions), spilling into a
+ * `bigint` only in the rare case two words cannot hold the sum exactly.
+ *
  * Dead features (never fire): `act_times` 0, max/mean/std 0, empty histogram, no quantiles,
  * `samplings: []`.
  *
@@ -71,7 +86,8 @@ import type {
   Sampling,
 } from "../types.ts";
 import { ConfigError } from "../errors.ts";
-import { LogHistogramBuilder, logHistogramQuantile } from "./histogram.ts";
+import { logHistogramQuantile } from "./histogram.ts";
+import { HistogramArena } from "./_histograms.ts";
 import {
   type FeatureAnalyzerOptions,
   type ResolvedFeatureAnalyzerOptions,
@@ -80,50 +96,20 @@ import {
 } from "./options.ts";
 import { type ContextHash, hashContext, priorityKey } from "./_hash.ts";
 import { float32FromBase64, int32FromBase64, toBase64 } from "./_codec.ts";
-
-/** Dataset coordinates of a context (offset resolved to a number). */
-interface Origin {
-  source: string;
-  shard: number;
-  row: number;
-  offset: number;
-}
-
-/** A context kept as a possible sample of one feature, with its window copied. */
-interface Candidate {
-  /** Peak activation (a float32 value). */
-  peak: number;
-  /** Priority key (bands), the context's key (non-activating), or 0. */
-  key: number;
-  /** Context number in stream order. */
-  seq: number;
-  /** Peak index within the window. */
-  peakPos: number;
-  /** Window start within the context. */
-  start: number;
-  tokens: Int32Array;
-  acts: Float32Array;
-  origin: Origin;
-}
-
-/** Per-feature state, allocated when the feature first fires. */
-interface Slot {
-  hist: LogHistogramBuilder;
-  /** Top candidates, by peak descending then seq ascending. */
-  top: Candidate[];
-  /** Band candidates (unordered). */
-  pool: Candidate[];
-  /** Prune the pool when it grows beyond this. */
-  pruneAt: number;
-  /** The n smallest keys of the floor (lowest band), ascending. */
-  floorKeys: number[];
-  /** Peak bucket → its smallest keys, ascending. */
-  buckets: Map<number, number[]>;
-  /** Buckets below this index were folded into the floor. */
-  foldBelow: number;
-  /** Python-rule lists, one per python sampling, by peak descending then seq ascending. */
-  python: Candidate[][];
-}
+import {
+  CF,
+  CI,
+  F_KEY,
+  F_PEAK,
+  I_ACT_LEN,
+  I_ACT_OFF,
+  I_CTX,
+  I_PEAK_T,
+  I_REF,
+  I_START,
+  I_STOP,
+  SampleStore,
+} from "./_store.ts";
 
 const SCALE1 = 2 ** 149;
 const SCALE2 = 2 ** 298;
@@ -131,50 +117,132 @@ const EPS = 1e-9;
 const STATE_FORMAT = "saeflow-analyzer-state";
 const STATE_VERSION = 1;
 
-function byPeak(a: Candidate, b: Candidate): number {
-  return b.peak - a.peak || a.seq - b.seq;
+function toNumberScaled(value: bigint, scale: number): number {
+  return Number(value) / scale;
 }
 
-function byKey(a: Candidate, b: Candidate): number {
-  return a.key - b.key || a.seq - b.seq;
-}
-
-/** Inserts into an array sorted by `cmp`, keeping at most `cap` elements. */
-function insertCapped<T>(list: T[], item: T, cap: number, cmp: (a: T, b: T) => number): void {
+/**
+ * Inserts `key` into the ascending list `a[base, base+len)` holding at most `cap` keys (an equal
+ * key goes after); returns the new length. A key at or above a full list's last is not inserted.
+ */
+function insertKeyAt(a: Float64Array, base: number, len: number, cap: number, key: number): number {
+  if (len >= cap && key >= a[base + cap - 1]!) return len;
   let lo = 0;
-  let hi = list.length;
+  let hi = len;
   while (lo < hi) {
     const mid = (lo + hi) >> 1;
-    if (cmp(list[mid]!, item) <= 0) lo = mid + 1;
+    if (a[base + mid]! <= key) lo = mid + 1;
     else hi = mid;
   }
-  if (lo >= cap) return;
-  list.splice(lo, 0, item);
-  if (list.length > cap) list.length = cap;
+  for (let j = Math.min(len, cap - 1); j > lo; j--) a[base + j] = a[base + j - 1]!;
+  a[base + lo] = key;
+  return Math.min(len + 1, cap);
 }
 
-/** Inserts a key into an ascending list of at most `cap` keys. */
-function insertKey(list: number[], key: number, cap: number): void {
-  const n = list.length;
-  if (n >= cap && key >= list[cap - 1]!) return;
+const TWO_21 = 2 ** 21;
+
+/**
+ * Sorts candidate ids by key, then stream order. Keys are integers below 2^53: a native sort of
+ * `floor(key / 2^21)·2^21 + index` orders them by their high 32 bits, then runs with equal high
+ * bits (rare) are sorted exactly.
+ */
+function sortByKey(ids: number[], store: SampleStore, scratch: Float64Array): void {
+  const c = ids.length;
+  const byKey = (a: number, b: number) =>
+    store.key(a) - store.key(b) || store.seq(a) - store.seq(b);
+  if (c >= TWO_21) {
+    ids.sort(byKey);
+    return;
+  }
+  const cf = store.cf;
+  const tmp = scratch.subarray(0, c);
+  for (let i = 0; i < c; i++) tmp[i] = Math.floor(cf[CF * ids[i]! + F_KEY]! / TWO_21) * TWO_21 + i;
+  tmp.sort();
+  const sorted = new Array<number>(c);
+  for (let i = 0; i < c; i++) sorted[i] = ids[tmp[i]! % TWO_21]!;
+  for (let i = 0; i < c; i++) ids[i] = sorted[i]!;
+  for (let i = 0; i < c;) {
+    const hiBits = Math.floor(tmp[i]! / TWO_21);
+    let j = i + 1;
+    while (j < c && Math.floor(tmp[j]! / TWO_21) === hiBits) j++;
+    for (let a = i + 1; a < j; a++) {
+      const id = ids[a]!;
+      let b = a;
+      while (b > i && byKey(ids[b - 1]!, id) > 0) {
+        ids[b] = ids[b - 1]!;
+        b--;
+      }
+      ids[b] = id;
+    }
+    i = j;
+  }
+}
+
+/** Candidate ids sorted by peak descending then stream order, with their peaks alongside. */
+interface PeakList {
+  ids: number[];
+  peaks: number[];
+}
+
+/** The number of elements of the ascending `a[0, n)` that are `≤ x`. */
+function upperBound(a: Float64Array, n: number, x: number): number {
   let lo = 0;
   let hi = n;
   while (lo < hi) {
     const mid = (lo + hi) >> 1;
-    if (list[mid]! <= key) lo = mid + 1;
+    if (a[mid]! <= x) lo = mid + 1;
     else hi = mid;
   }
-  list.splice(lo, 0, key);
-  if (list.length > cap) list.length = cap;
+  return lo;
 }
 
-/** Whether a key could be among the `k` smallest of a set whose smallest keys are `list`. */
-function under(list: number[] | undefined, k: number, key: number): boolean {
-  return list === undefined || list.length < k || key <= list[k - 1]!;
+/** The number of elements `q` of the ascending `a[0, n)` with `(q / d) * f ≤ x`. */
+function upperBoundScaled(a: Float64Array, n: number, d: number, f: number, x: number): number {
+  let lo = 0;
+  let hi = n;
+  while (lo < hi) {
+    const mid = (lo + hi) >> 1;
+    if ((a[mid]! / d) * f <= x) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
 }
 
-function toNumberScaled(value: bigint, scale: number): number {
-  return Number(value) / scale;
+/**
+ * Adds `x` to the exact sum `hi + lo + rest` (error-free transformations; the rare residue that
+ * two words cannot hold goes to `rest`, scaled to an integer by `scale`).
+ */
+function addExact(
+  hi: Float64Array,
+  lo: Float64Array,
+  rest: Map<number, bigint>,
+  f: number,
+  x: number,
+  scale: number,
+): void {
+  const a = hi[f]!;
+  const s = a + x;
+  const bb = s - a;
+  const err = (a - (s - bb)) + (x - bb);
+  hi[f] = s;
+  if (err === 0) return;
+  const l = lo[f]!;
+  const t = l + err;
+  const cc = t - l;
+  const err2 = (l - (t - cc)) + (err - cc);
+  lo[f] = t;
+  if (err2 !== 0) rest.set(f, (rest.get(f) ?? 0n) + BigInt(err2 * scale));
+}
+
+/** The exact sum `hi + lo + rest`, as an integer scaled by `scale`. */
+function exactSum(
+  hi: Float64Array,
+  lo: Float64Array,
+  rest: Map<number, bigint>,
+  f: number,
+  scale: number,
+): bigint {
+  return BigInt(hi[f]! * scale) + BigInt(lo[f]! * scale) + (rest.get(f) ?? 0n);
 }
 
 /**
@@ -210,35 +278,71 @@ export class AnalyzerState {
   #nContexts = 0;
   #nBatches = 0;
 
+  // Per-feature statistics.
   #actTimes = new Float64Array(0);
   #maxAct = new Float64Array(0);
-  #sum1: bigint[] = [];
-  #sum2: bigint[] = [];
-  #slots: (Slot | undefined)[] = [];
-  #nonAct: (Candidate[] | undefined)[] = [];
+  #s1hi = new Float64Array(0);
+  #s1lo = new Float64Array(0);
+  #s2hi = new Float64Array(0);
+  #s2lo = new Float64Array(0);
+  #s1rest = new Map<number, bigint>();
+  #s2rest = new Map<number, bigint>();
+  /** 1 once the feature has fired (its per-feature state is allocated). */
+  #alive = new Uint8Array(0);
+  #hists = new HistogramArena(0, 0.5);
+
+  // Per-feature samplings: candidate ids (top and Python lists sorted by peak), context ids.
+  #top: PeakList[] = [];
+  /** A peak must be above this to enter the top list (0 while it is not full). */
+  #topThr = new Float64Array(0);
+  #pool: number[][] = [];
+  #pruneAt = new Int32Array(0);
+  #python: PeakList[][] = [];
+  #nonAct: number[][] = [];
   #nonActTau = new Float64Array(0);
+  /**
+   * Band key statistics per feature, one `Float64Array` each: `[floorLen, floorKeys(kLow),
+   * ringIds(R), ringLens(R), ringKeys(R×kStat)]`; bucket `b` lives in ring slot `b mod R`.
+   */
+  #bandStats: (Float64Array | undefined)[] = [];
+  #foldBelow = new Float64Array(0);
+
+  readonly #store = new SampleStore();
 
   // Derived sampling configuration.
-  readonly #topSpecs: SamplingSpec[];
   readonly #nTop: number;
   readonly #bands: SamplingSpec[];
   readonly #lowest: SamplingSpec | undefined;
+  readonly #kLow: number;
   readonly #twoSided: SamplingSpec[];
   readonly #floorP: number;
   readonly #kStat: number;
   readonly #logG: number;
+  readonly #ring: number;
   readonly #minPrune: number;
   readonly #pythonSpecs: SamplingSpec[];
   readonly #nNonAct: number;
   readonly #signature: string;
 
-  // Per-batch scratch, sized to d_sae.
-  #cnt = new Int32Array(0);
-  #off = new Int32Array(0);
-  #bs1 = new Float64Array(0);
-  #bs2 = new Float64Array(0);
-  #batchSeen = new Uint8Array(0);
+  // Per-batch scratch (grown as needed).
+  #group = new Int32Array(0);
+  #scratchP = new Float64Array(0);
+  #scratchQ = new Float64Array(0);
+  #scratchKeep = new Uint8Array(0);
+  #order = new Int32Array(0);
+  #pairStamp = new Int32Array(0);
+  #pairOf = new Int32Array(0);
+  #stamp = 0;
   #firing = new Uint8Array(0);
+  #pairF = new Int32Array(0);
+  #pairCtx = new Int32Array(0);
+  #pairPeakT = new Int32Array(0);
+  #pairHead = new Int32Array(0);
+  #pairCnt = new Int32Array(0);
+  #pairPeak = new Float64Array(0);
+  #pairS1 = new Float64Array(0);
+  #pairS2 = new Float64Array(0);
+  #link = new Int32Array(0);
 
   /**
    * Creates an empty state.
@@ -249,15 +353,18 @@ export class AnalyzerState {
   constructor(options: FeatureAnalyzerOptions = {}) {
     this.options = resolveFeatureAnalyzerOptions(options);
     const s = this.options.samplings;
-    this.#topSpecs = s.filter((x) => x.kind === "top");
-    this.#nTop = Math.max(0, ...this.#topSpecs.map((x) => x.n));
+    const topSpecs = s.filter((x) => x.kind === "top");
+    this.#nTop = Math.max(0, ...topSpecs.map((x) => x.n));
     this.#bands = s.filter((x) => x.kind === "band");
     this.#lowest = this.#bands.find((x) => x.lo === 0);
+    this.#kLow = this.#lowest?.n ?? 0;
     this.#twoSided = this.#bands.filter((x) => x.lo > 0);
     this.#floorP = this.#lowest?.hi ?? Math.min(...this.#twoSided.map((x) => x.lo), 1);
     this.#kStat = Math.max(0, ...this.#bands.map((x) => x.n));
     const minRatio = Math.min(...this.#twoSided.map((x) => x.hi / x.lo), 4);
     this.#logG = Math.log(Math.sqrt(minRatio / (1 + 1e-6)));
+    // Live buckets lie in [bucket(floorP·max), bucket(max)].
+    this.#ring = Math.ceil(Math.log(1 / this.#floorP) / this.#logG) + 3;
     this.#minPrune = Math.max(32, 4 * this.#bands.reduce((a, x) => a + x.n, 0));
     this.#pythonSpecs = s.filter((x) => x.kind === "python");
     this.#nNonAct = s.find((x) => x.kind === "non_activating")?.n ?? 0;
@@ -299,22 +406,51 @@ export class AnalyzerState {
 
   /**
    * How much is held: candidate windows (top, bands, Python rule; a context shared by several
-   * samplings of one feature counts once), and distinct non-activating contexts.
+   * samplings of one feature counts once), distinct non-activating contexts, alive features,
+   * distinct contexts whose tokens are kept, and the bytes of the whole state (typed storage at
+   * its allocated capacity, plus an estimate of the per-feature lists and histograms).
    *
    * @returns Counts for monitoring the memory bound.
+   *
+   * @example
+   * ```ts
+   * import { AnalyzerState } from "./state.ts";
+   * const stats = new AnalyzerState().stats();
+   * console.assert(stats.candidates === 0 && stats.aliveFeatures === 0);
+   * ```
    */
-  stats(): { candidates: number; nonActivatingContexts: number; aliveFeatures: number } {
-    let candidates = 0;
+  stats(): {
+    candidates: number;
+    nonActivatingContexts: number;
+    aliveFeatures: number;
+    contexts: number;
+    bytes: number;
+  } {
     let alive = 0;
-    for (const slot of this.#slots) {
-      if (slot === undefined) continue;
+    let listEntries = 0;
+    const histBytes = this.#hists.byteLength;
+    let bandBytes = 0;
+    const contexts = new Set<number>();
+    for (let f = 0; f < this.#dSae; f++) {
+      const list = this.#nonAct[f]!;
+      for (const x of list) contexts.add(x);
+      listEntries += list.length;
+      if (!this.#alive[f]) continue;
       alive++;
-      const seen = new Set<Candidate>([...slot.top, ...slot.pool, ...slot.python.flat()]);
-      candidates += seen.size;
+      listEntries += 2 * this.#top[f]!.ids.length + this.#pool[f]!.length;
+      for (const l of this.#python[f]!) listEntries += 2 * l.ids.length;
+      bandBytes += this.#bandStats[f]?.byteLength ?? 0;
     }
-    const contexts = new Set<Candidate>();
-    for (const list of this.#nonAct) if (list) { for (const c of list) contexts.add(c); }
-    return { candidates, nonActivatingContexts: contexts.size, aliveFeatures: alive };
+    const perFeature = 11 * 8 + 4 + 1 + 5 * 32; // typed columns and list headers
+    const bytes = this.#store.bytes() + histBytes + bandBytes + 8 * listEntries +
+      perFeature * this.#dSae + this.#firing.byteLength;
+    return {
+      candidates: this.#store.cLive,
+      nonActivatingContexts: contexts.size,
+      aliveFeatures: alive,
+      contexts: this.#store.xLive,
+      bytes,
+    };
   }
 
   #ensureDSae(dSae: number, where: string): void {
@@ -325,34 +461,63 @@ export class AnalyzerState {
     this.#dSae = dSae;
     this.#actTimes = new Float64Array(dSae);
     this.#maxAct = new Float64Array(dSae);
-    this.#sum1 = new Array<bigint>(dSae).fill(0n);
-    this.#sum2 = new Array<bigint>(dSae).fill(0n);
-    this.#slots = new Array<Slot | undefined>(dSae).fill(undefined);
-    this.#nonAct = new Array<Candidate[] | undefined>(dSae).fill(undefined);
+    this.#s1hi = new Float64Array(dSae);
+    this.#s1lo = new Float64Array(dSae);
+    this.#s2hi = new Float64Array(dSae);
+    this.#s2lo = new Float64Array(dSae);
+    this.#alive = new Uint8Array(dSae);
+    this.#hists = new HistogramArena(dSae, this.options.histogramAccuracy);
+    this.#top = new Array<PeakList>(dSae);
+    this.#pool = new Array<number[]>(dSae);
+    this.#python = new Array<PeakList[]>(dSae);
+    const empty: number[] = [];
+    this.#nonAct = new Array<number[]>(dSae).fill(empty); // each replaced on first insertion
+    this.#topThr = new Float64Array(dSae);
+    this.#pruneAt = new Int32Array(dSae);
     this.#nonActTau = new Float64Array(dSae).fill(Infinity);
-    this.#cnt = new Int32Array(dSae);
-    this.#off = new Int32Array(dSae);
-    this.#bs1 = new Float64Array(dSae);
-    this.#bs2 = new Float64Array(dSae);
-    this.#batchSeen = new Uint8Array(dSae);
+    this.#bandStats = new Array<Float64Array | undefined>(dSae).fill(undefined);
+    this.#foldBelow = new Float64Array(dSae).fill(-Infinity);
+    this.#group = new Int32Array(dSae);
+    this.#pairStamp = new Int32Array(dSae);
+    this.#pairOf = new Int32Array(dSae);
   }
 
-  #slot(f: number): Slot {
-    let slot = this.#slots[f];
-    if (slot === undefined) {
-      slot = {
-        hist: new LogHistogramBuilder(this.options.histogramAccuracy),
-        top: [],
-        pool: [],
-        pruneAt: this.#minPrune,
-        floorKeys: [],
-        buckets: new Map(),
-        foldBelow: -Infinity,
-        python: this.#pythonSpecs.map(() => []),
-      };
-      this.#slots[f] = slot;
+  /** Allocates the per-feature state of a feature that fires for the first time. */
+  #wake(f: number): void {
+    this.#alive[f] = 1;
+    this.#top[f] = { ids: [], peaks: [] };
+    this.#pool[f] = [];
+    this.#python[f] = this.#pythonSpecs.map(() => ({ ids: [], peaks: [] }));
+    this.#pruneAt[f] = this.#minPrune;
+    if (this.#bands.length > 0) {
+      const R = this.#ring;
+      const st = new Float64Array(1 + this.#kLow + 2 * R + R * this.#kStat);
+      st.fill(NaN, 1 + this.#kLow, 1 + this.#kLow + R);
+      this.#bandStats[f] = st;
     }
-    return slot;
+  }
+
+  #growScratch(nnz: number, B: number): void {
+    if (this.#link.length < nnz) {
+      const n = Math.max(nnz, Math.ceil(this.#link.length * 1.25));
+      this.#link = new Int32Array(n);
+      this.#order = new Int32Array(n);
+      this.#pairF = new Int32Array(n);
+      this.#pairCtx = new Int32Array(n);
+      this.#pairPeakT = new Int32Array(n);
+      this.#pairHead = new Int32Array(n);
+      this.#pairCnt = new Int32Array(n);
+      this.#pairPeak = new Float64Array(n);
+      this.#pairS1 = new Float64Array(n);
+      this.#pairS2 = new Float64Array(n);
+    }
+    if (this.#nNonAct > 0 && this.#firing.length < B * this.#dSae) {
+      this.#firing = new Uint8Array(B * this.#dSae);
+    }
+    if (this.#stamp > 0x3fffffff - B) {
+      this.#pairStamp.fill(0);
+      this.#stamp = 0;
+    }
   }
 
   /**
@@ -368,232 +533,295 @@ export class AnalyzerState {
     const { tokens, mask, attention, origins, position, feature, value } = batch;
     const seq0 = this.#nContexts;
     const nnz = position.length;
+    const store = this.#store;
 
-    // Per-context facts: analyzed tokens, real length, coordinates, hash.
+    // Per-context facts: analyzed tokens, real length, hash, context key.
     const analyzed = new Int32Array(B);
     const realLength = new Int32Array(B);
     let nAnalyzed = 0;
+    let wide = false;
     for (let b = 0; b < B; b++) {
       let a = 0;
       let last = -1;
       for (let t = 0; t < T; t++) {
-        a += mask[b * T + t]!;
-        if (attention[b * T + t]) last = t;
+        const p = b * T + t;
+        a += mask[p]!;
+        if (attention[p]) last = t;
+        const id = tokens[p]!;
+        if (id < 0 || id > 65535) wide = true;
       }
       analyzed[b] = a;
       realLength[b] = last + 1;
       nAnalyzed += a;
     }
-    const ctxOrigin: Origin[] = origins.map((o) => ({
-      source: o.source,
-      shard: o.shard,
-      row: o.row,
-      offset: o.offset ?? 0,
-    }));
-    const ctxHash: ContextHash[] = ctxOrigin.map((o) =>
-      hashContext(this.options.seed, o.source, o.shard, o.row, o.offset)
+    if (wide) store.widenTokens();
+    const seed = this.options.seed;
+    const ctxHash: ContextHash[] = origins.map((o) =>
+      hashContext(seed, o.source, o.shard, o.row, o.offset ?? 0)
     );
+    const nNonAct = this.#nNonAct;
+    const ctxKey = new Float64Array(B);
+    if (nNonAct > 0) { for (let b = 0; b < B; b++) ctxKey[b] = priorityKey(ctxHash[b]!, -1); }
 
-    // Pass 1: group each context's unmasked entries by feature; statistics and peaks.
-    const gPos = new Int32Array(nnz);
-    const gVal = new Float32Array(nnz);
-    const pairF = new Int32Array(nnz);
-    const pairCtx = new Int32Array(nnz);
-    const pairStart = new Int32Array(nnz);
-    const pairEnd = new Int32Array(nnz);
-    const pairPeak = new Float32Array(nnz);
-    const pairPeakT = new Int32Array(nnz);
+    // Pass 1: one pass over the entries groups each context's unmasked entries into
+    // (context, feature) pairs: peak, sums, count, and a linked list of the pair's entries.
+    this.#growScratch(nnz, B);
+    const link = this.#link;
+    const pairF = this.#pairF;
+    const pairCtx = this.#pairCtx;
+    const pairPeakT = this.#pairPeakT;
+    const pairHead = this.#pairHead;
+    const pairCnt = this.#pairCnt;
+    const pairPeak = this.#pairPeak;
+    const pairS1 = this.#pairS1;
+    const pairS2 = this.#pairS2;
+    const pairStamp = this.#pairStamp;
+    const pairOf = this.#pairOf;
+    const alive = this.#alive;
+    const hists = this.#hists;
+    const logGamma = hists.logGamma;
     let nPairs = 0;
-    const batchTouched: number[] = [];
-    const touched = new Int32Array(dSae);
-    const cnt = this.#cnt;
-    const off = this.#off;
-    const firingWanted = this.#nNonAct > 0;
-    if (firingWanted && this.#firing.length < B * dSae) this.#firing = new Uint8Array(B * dSae);
+    let nKept = 0;
     let e = 0;
-    let g = 0;
     for (let b = 0; b < B; b++) {
-      const end = (b + 1) * T;
-      const e0 = e;
-      while (e < nnz && position[e]! < end) e++;
-      let nTouched = 0;
-      for (let i = e0; i < e; i++) {
-        if (!mask[position[i]!]) continue;
-        const f = feature[i]!;
-        if (cnt[f] === 0) touched[nTouched++] = f;
-        cnt[f]!++;
-      }
-      let start = g;
-      for (let k = 0; k < nTouched; k++) {
-        const f = touched[k]!;
-        off[f] = start;
-        start += cnt[f]!;
-      }
-      for (let i = e0; i < e; i++) {
-        const p = position[i]!;
+      const stamp = ++this.#stamp;
+      const base = b * T;
+      const end = base + T;
+      for (; e < nnz; e++) {
+        const p = position[e]!;
+        if (p >= end) break;
         if (!mask[p]) continue;
-        const f = feature[i]!;
-        const at = off[f]!++;
-        gPos[at] = p - b * T;
-        gVal[at] = value[i]!;
-      }
-      for (let k = 0; k < nTouched; k++) {
-        const f = touched[k]!;
-        const hi = off[f]!;
-        const lo = hi - cnt[f]!;
-        cnt[f] = 0;
-        const slot = this.#slot(f);
-        let peak = 0;
-        let peakT = 0;
-        let s1 = 0;
-        let s2 = 0;
-        for (let j = lo; j < hi; j++) {
-          const v = gVal[j]!;
-          if (v > peak) {
-            peak = v;
-            peakT = gPos[j]!;
+        nKept++;
+        const f = feature[e]!;
+        const v = value[e]!;
+        let k: number;
+        if (pairStamp[f] !== stamp) {
+          pairStamp[f] = stamp;
+          k = nPairs++;
+          pairOf[f] = k;
+          pairF[k] = f;
+          pairCtx[k] = b;
+          pairPeak[k] = v;
+          pairPeakT[k] = p - base;
+          pairS1[k] = v;
+          pairS2[k] = v * v;
+          pairCnt[k] = 1;
+          link[e] = -1;
+        } else {
+          k = pairOf[f]!;
+          if (v > pairPeak[k]!) {
+            pairPeak[k] = v;
+            pairPeakT[k] = p - base;
           }
-          s1 += v;
-          s2 += v * v;
-          slot.hist.add(v);
+          pairS1[k]! += v;
+          pairS2[k]! += v * v;
+          pairCnt[k]!++;
+          link[e] = pairHead[k]!;
         }
-        if (!this.#batchSeen[f]) {
-          this.#batchSeen[f] = 1;
-          batchTouched.push(f);
-        }
-        this.#bs1[f]! += s1;
-        this.#bs2[f]! += s2;
-        this.#actTimes[f]! += hi - lo;
-        if (peak > this.#maxAct[f]!) this.#maxAct[f] = peak;
-        pairF[nPairs] = f;
-        pairCtx[nPairs] = b;
-        pairStart[nPairs] = lo;
-        pairEnd[nPairs] = hi;
-        pairPeak[nPairs] = peak;
-        pairPeakT[nPairs] = peakT;
-        nPairs++;
-        if (firingWanted) this.#firing[b * dSae + f] = 1;
+        pairHead[k] = e;
       }
-      g = start;
-    }
-    // Exact accumulation of the batch sums.
-    for (const f of batchTouched) {
-      this.#sum1[f]! += BigInt(Math.round(this.#bs1[f]! * SCALE1));
-      this.#sum2[f]! += BigInt(Math.round(this.#bs2[f]! * SCALE2));
-      this.#bs1[f] = 0;
-      this.#bs2[f] = 0;
-      this.#batchSeen[f] = 0;
     }
 
-    // Pass 2: candidates, against the max including this batch.
+    // Group the pairs by feature (a stable counting sort: contexts stay in stream order within a
+    // feature), so that each feature's state is visited once per batch, in index order.
+    const group = this.#group;
+    const order = this.#order;
+    for (let k = 0; k < nPairs; k++) group[pairF[k]!]!++;
+    let at = 0;
+    for (let f = 0; f < dSae; f++) {
+      const c = group[f]!;
+      group[f] = at;
+      at += c;
+    }
+    for (let k = 0; k < nPairs; k++) order[group[pairF[k]!]!++] = k;
+    // Now group[f] is the end of f's run in `order`.
+
+    store.reserve(nPairs, B, nKept, 0);
+    const cf = store.cf;
+    const ci = store.ci;
+    const actPos = store.actPos;
+    const actVal = store.actVal;
+    const xRef = store.xRef;
+    const xKey = store.xKey;
+    const ctxOf = new Int32Array(B).fill(-1);
+    const contextOf = (b: number): number => {
+      let x = ctxOf[b]!;
+      if (x < 0) {
+        const o = origins[b]!;
+        x = store.newContext(store.sourceId(o.source), o.shard, o.row, o.offset ?? 0, seq0 + b);
+        xKey[x] = ctxKey[b]!;
+        ctxOf[b] = x;
+      }
+      return x;
+    };
     const before = this.options.windowBefore;
     const after = this.options.windowAfter;
-    const makeCandidate = (i: number, key: number): Candidate => {
+    const capture = (i: number, key: number): number => {
       const b = pairCtx[i]!;
       const peakT = pairPeakT[i]!;
       const length = Math.max(realLength[b]!, peakT + 1);
       const start = Math.max(0, peakT - before);
       const stop = Math.min(length, peakT + after + 1);
-      const w = stop - start;
-      const buffer = new ArrayBuffer(8 * w);
-      const acts = new Float32Array(buffer, 0, w);
-      const windowTokens = new Int32Array(buffer, 4 * w, w);
-      windowTokens.set(tokens.subarray(b * T + start, b * T + stop));
-      for (let j = pairStart[i]!; j < pairEnd[i]!; j++) {
-        const t = gPos[j]!;
-        if (t >= start && t < stop) acts[t - start] = gVal[j]!;
+      const id = store.newCandidate();
+      const rec = CI * id;
+      ci[rec + I_REF] = 1; // held while the pair is considered
+      const x = contextOf(b);
+      xRef[x]!++;
+      store.cover(x, start, stop);
+      cf[CF * id + F_PEAK] = pairPeak[i]!;
+      cf[CF * id + F_KEY] = key;
+      ci[rec + I_CTX] = x;
+      ci[rec + I_PEAK_T] = peakT;
+      ci[rec + I_START] = start;
+      ci[rec + I_STOP] = stop;
+      const off = store.actTop;
+      let n = 0;
+      const lo = b * T + start;
+      const hi = b * T + stop;
+      for (let j = pairHead[i]!; j >= 0; j = link[j]!) {
+        const p = position[j]!;
+        if (p >= lo && p < hi) {
+          actPos[off + n] = p - b * T;
+          actVal[off + n] = value[j]!;
+          n++;
+        }
       }
-      return {
-        peak: pairPeak[i]!,
-        key,
-        seq: seq0 + b,
-        peakPos: peakT - start,
-        start,
-        tokens: windowTokens,
-        acts,
-        origin: ctxOrigin[b]!,
-      };
+      ci[rec + I_ACT_OFF] = off;
+      ci[rec + I_ACT_LEN] = n;
+      store.actTop += n;
+      store.actLive += n;
+      return id;
     };
+    const actTimes = this.#actTimes;
+    const maxAct = this.#maxAct;
     const hasBands = this.#bands.length > 0;
-    for (let i = 0; i < nPairs; i++) {
-      const f = pairF[i]!;
-      const slot = this.#slots[f]!;
-      const peak = pairPeak[i]!;
-      const max = this.#maxAct[f]!;
-      const key = hasBands ? priorityKey(ctxHash[pairCtx[i]!]!, f) : 0;
-      let cand: Candidate | undefined;
-      // A new context comes after every kept one, so an equal peak never displaces one.
-      if (this.#nTop > 0) {
-        const last = slot.top[this.#nTop - 1];
-        if (last === undefined || peak > last.peak) {
-          cand = makeCandidate(i, key);
-          insertCapped(slot.top, cand, this.#nTop, byPeak);
+    const nTop = this.#nTop;
+    const topThr = this.#topThr;
+    const pythonSpecs = this.#pythonSpecs;
+    const kLow = this.#kLow;
+    let from = 0;
+    for (let f = 0; f < dSae; f++) {
+      const to = group[f]!;
+      group[f] = 0;
+      if (to === from) continue;
+      // Statistics: the batch's sums in float64 (contexts in stream order), added exactly.
+      if (!alive[f]) this.#wake(f);
+      let s1 = 0;
+      let s2 = 0;
+      let count = 0;
+      let peakMax = 0;
+      let hCounts = hists.counts;
+      let hOff = hists.off[f]!;
+      let hBase = hists.base[f]!;
+      let hLen = hists.len[f]!;
+      for (let r = from; r < to; r++) {
+        const k = order[r]!;
+        s1 += pairS1[k]!;
+        s2 += pairS2[k]!;
+        count += pairCnt[k]!;
+        if (pairPeak[k]! > peakMax) peakMax = pairPeak[k]!;
+        for (let j = pairHead[k]!; j >= 0; j = link[j]!) {
+          const bucket = Math.ceil(Math.log(value[j]!) / logGamma) - hBase;
+          if (bucket >= 0 && bucket < hLen) hCounts[hOff + bucket]!++;
+          else {
+            hists.addIndex(f, bucket + hBase, 1);
+            hCounts = hists.counts;
+            hOff = hists.off[f]!;
+            hBase = hists.base[f]!;
+            hLen = hists.len[f]!;
+          }
         }
       }
-      if (hasBands) {
-        if (this.#considerBand(slot, peak, key, max)) {
-          cand ??= makeCandidate(i, key);
-          slot.pool.push(cand);
-          if (slot.pool.length > slot.pruneAt) this.#prune(slot, max);
-        }
+      addExact(this.#s1hi, this.#s1lo, this.#s1rest, f, s1, SCALE1);
+      addExact(this.#s2hi, this.#s2lo, this.#s2rest, f, s2, SCALE2);
+      actTimes[f]! += count;
+      if (peakMax > maxAct[f]!) {
+        maxAct[f] = peakMax;
+        if (hasBands) this.#fold(f, peakMax);
       }
-      for (let j = 0; j < this.#pythonSpecs.length; j++) {
-        const spec = this.#pythonSpecs[j]!;
-        if (!(peak <= spec.hi * max)) continue;
-        const list = slot.python[j]!;
-        const last = list[spec.n - 1];
-        if (last === undefined || peak > last.peak) {
-          cand ??= makeCandidate(i, key);
-          insertCapped(list, cand, spec.n, byPeak);
+      // Candidates, against the max including this batch.
+      const max = maxAct[f]!;
+      const floorT = this.#floorP * max;
+      const st = this.#bandStats[f]!;
+      for (let r = from; r < to; r++) {
+        const i = order[r]!;
+        const peak = pairPeak[i]!;
+        const key = hasBands ? priorityKey(ctxHash[pairCtx[i]!]!, f) : 0;
+        let cand = -1;
+        // A new context comes after every kept one, so an equal peak never displaces one.
+        if (nTop > 0 && peak > topThr[f]!) {
+          cand = capture(i, key);
+          const list = this.#top[f]!;
+          this.#insertByPeak(list, cand, nTop);
+          if (list.ids.length === nTop) topThr[f] = list.peaks[nTop - 1]!;
         }
+        if (
+          hasBands &&
+          // Most pairs: a floor peak whose key is above the floor's n-th (no change, useless).
+          !(peak <= floorT && (kLow === 0 || (st[0]! >= kLow && key > st[kLow]!))) &&
+          this.#considerBand(f, peak, key, max)
+        ) {
+          if (cand < 0) cand = capture(i, key);
+          const pool = this.#pool[f]!;
+          pool.push(cand);
+          ci[CI * cand + I_REF]!++;
+          if (pool.length > this.#pruneAt[f]!) this.#prune(f, max);
+        }
+        for (let j = 0; j < pythonSpecs.length; j++) {
+          const spec = pythonSpecs[j]!;
+          if (!(peak <= spec.hi * max)) continue;
+          const list = this.#python[f]![j]!;
+          if (list.ids.length < spec.n || peak > list.peaks[spec.n - 1]!) {
+            if (cand < 0) cand = capture(i, key);
+            this.#insertByPeak(list, cand, spec.n);
+          }
+        }
+        if (cand >= 0) store.unrefCandidate(cand); // drops the hold taken by capture
       }
+      from = to;
     }
 
     // Non-activating contexts.
-    if (firingWanted) {
+    if (nNonAct > 0) {
+      const firing = this.#firing;
+      for (let i = 0; i < nPairs; i++) firing[pairCtx[i]! * dSae + pairF[i]!] = 1;
       const order: number[] = [];
-      const ctxKey = new Float64Array(B);
-      for (let b = 0; b < B; b++) {
-        if (analyzed[b]! === 0) continue;
-        ctxKey[b] = priorityKey(ctxHash[b]!, -1);
-        order.push(b);
-      }
+      for (let b = 0; b < B; b++) if (analyzed[b]! !== 0) order.push(b);
       order.sort((x, y) => ctxKey[x]! - ctxKey[y]! || x - y);
       if (order.length > 0) {
         const minKey = ctxKey[order[0]!]!;
-        const shared: (Candidate | undefined)[] = new Array(B);
         const width = before + after + 1;
         const tau = this.#nonActTau;
-        const n = this.#nNonAct;
         for (let f = 0; f < dSae; f++) {
           if (!(minKey <= tau[f]!)) continue;
-          let list = this.#nonAct[f];
           for (const b of order) {
             const key = ctxKey[b]!;
             if (!(key <= tau[f]!)) break;
-            if (this.#firing[b * dSae + f]) continue;
-            let c = shared[b];
-            if (c === undefined) {
+            if (firing[b * dSae + f]) continue;
+            const x = contextOf(b);
+            if (this.#insertNonAct(f, x)) {
               const stop = Math.min(width, Math.max(realLength[b]!, 1));
-              c = {
-                peak: 0,
-                key,
-                seq: seq0 + b,
-                peakPos: 0,
-                start: 0,
-                tokens: tokens.slice(b * T, b * T + stop),
-                acts: new Float32Array(stop),
-                origin: ctxOrigin[b]!,
-              };
-              shared[b] = c;
+              store.xNonActStop[x] = stop;
+              store.cover(x, 0, stop);
             }
-            if (list === undefined) this.#nonAct[f] = list = [];
-            insertCapped(list, c, n, byKey);
-            if (list.length === n) tau[f] = list[n - 1]!.key;
           }
         }
-        for (let i = 0; i < nPairs; i++) this.#firing[pairCtx[i]! * dSae + pairF[i]!] = 0;
+        for (let i = 0; i < nPairs; i++) firing[pairCtx[i]! * dSae + pairF[i]!] = 0;
       }
+    }
+
+    // Store the tokens of the contexts still referenced.
+    let nTok = 0;
+    for (let b = 0; b < B; b++) {
+      const x = ctxOf[b]!;
+      if (x >= 0 && xRef[x]! > 0) nTok += store.xSpanStop[x]! - store.xSpanStart[x]!;
+    }
+    store.reserve(0, 0, 0, nTok);
+    for (let b = 0; b < B; b++) {
+      const x = ctxOf[b]!;
+      if (x < 0) continue;
+      if (xRef[x]! > 0) store.fillTokens(x, tokens, b * T);
+      else store.releaseContext(x);
     }
 
     this.#nTokens += B * T;
@@ -602,124 +830,235 @@ export class AnalyzerState {
     this.#nBatches++;
   }
 
+  /** Inserts a candidate into a list sorted by peak descending then stream order, capped. */
+  #insertByPeak(list: PeakList, id: number, cap: number): void {
+    const store = this.#store;
+    const peak = store.peak(id);
+    const { ids, peaks } = list;
+    let lo = 0;
+    let hi = ids.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      const pm = peaks[mid]!;
+      if (pm > peak || (pm === peak && store.seq(ids[mid]!) <= store.seq(id))) lo = mid + 1;
+      else hi = mid;
+    }
+    if (lo >= cap) return;
+    let n = ids.length;
+    let evicted = -1;
+    if (n < cap) {
+      ids.push(id);
+      peaks.push(peak);
+    } else evicted = ids[--n]!;
+    for (let j = n; j > lo; j--) {
+      ids[j] = ids[j - 1]!;
+      peaks[j] = peaks[j - 1]!;
+    }
+    ids[lo] = id;
+    peaks[lo] = peak;
+    store.refCandidate(id);
+    if (evicted >= 0) store.unrefCandidate(evicted);
+  }
+
+  /** Inserts a context into feature `f`'s non-activating list (by key, then stream order). */
+  #insertNonAct(f: number, x: number): boolean {
+    const store = this.#store;
+    const n = this.#nNonAct;
+    let list = this.#nonAct[f]!;
+    const key = store.xKey[x]!;
+    const seq = store.xSeq[x]!;
+    let lo = 0;
+    let hi = list.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      const m = list[mid]!;
+      const km = store.xKey[m]!;
+      if (km < key || (km === key && store.xSeq[m]! <= seq)) lo = mid + 1;
+      else hi = mid;
+    }
+    if (lo >= n) return false;
+    if (list.length === 0) this.#nonAct[f] = list = [];
+    list.splice(lo, 0, x);
+    store.xRef[x]!++;
+    if (list.length > n) store.unrefContext(list.pop()!);
+    if (list.length === n) this.#nonActTau[f] = store.xKey[list[n - 1]!]!;
+    return true;
+  }
+
   #bucket(peak: number): number {
     return Math.floor(Math.log(peak) / this.#logG);
   }
 
-  #kth(slot: Slot, bucket: number, k: number): number {
-    if (bucket < slot.foldBelow) return Infinity;
-    const keys = slot.buckets.get(bucket);
-    return keys !== undefined && keys.length >= k ? keys[k - 1]! : Infinity;
+  /** Ring slot of bucket `b`. */
+  #slotOf(b: number): number {
+    const R = this.#ring;
+    return b - R * Math.floor(b / R);
+  }
+
+  #insertBucket(st: Float64Array, b: number, key: number): void {
+    const r = this.#slotOf(b);
+    const R = this.#ring;
+    const i0 = 1 + this.#kLow;
+    if (st[i0 + r] !== b) {
+      if (st[i0 + R + r]! > 0) throw new Error(`AnalyzerState: bucket ring collision at ${b}`);
+      st[i0 + r] = b;
+    }
+    const base = i0 + 2 * R + r * this.#kStat;
+    st[i0 + R + r] = insertKeyAt(st, base, st[i0 + R + r]!, this.#kStat, key);
+  }
+
+  #insertFloor(st: Float64Array, key: number): void {
+    if (this.#kLow > 0) st[0] = insertKeyAt(st, 1, st[0]!, this.#kLow, key);
   }
 
   /** Moves the key statistics of buckets now wholly at or below the floor into the floor. */
-  #fold(slot: Slot, max: number): void {
+  #fold(f: number, max: number): void {
     const below = this.#bucket(this.#floorP * max);
-    if (below <= slot.foldBelow) return;
-    const kLow = this.#lowest?.n ?? 0;
-    for (const [b, keys] of slot.buckets) {
-      if (b >= below) continue;
-      if (kLow > 0) { for (const k of keys) insertKey(slot.floorKeys, k, kLow); }
-      slot.buckets.delete(b);
+    if (below <= this.#foldBelow[f]!) return;
+    const st = this.#bandStats[f]!;
+    const R = this.#ring;
+    const i0 = 1 + this.#kLow;
+    for (let r = 0; r < R; r++) {
+      const len = st[i0 + R + r]!;
+      if (len === 0 || !(st[i0 + r]! < below)) continue;
+      const base = i0 + 2 * R + r * this.#kStat;
+      for (let j = 0; j < len; j++) this.#insertFloor(st, st[base + j]!);
+      st[i0 + R + r] = 0;
+      st[i0 + r] = NaN;
     }
-    slot.foldBelow = below;
+    this.#foldBelow[f] = below;
   }
 
   /** Updates the key statistics with a new context; whether it may be needed by some band. */
-  #considerBand(slot: Slot, peak: number, key: number, max: number): boolean {
-    const lowest = this.#lowest;
+  #considerBand(f: number, peak: number, key: number, max: number): boolean {
+    const st = this.#bandStats[f]!;
+    const kLow = this.#kLow;
     if (peak <= this.#floorP * max) {
-      if (lowest === undefined) return false;
-      const useful = under(slot.floorKeys, lowest.n, key);
-      insertKey(slot.floorKeys, key, lowest.n);
+      if (kLow === 0) return false;
+      const len = st[0]!;
+      if (len >= kLow && key > st[kLow]!) return false; // the common case: no change, useless
+      const useful = len < kLow || key <= st[kLow]!;
+      this.#insertFloor(st, key);
       return useful;
     }
-    this.#fold(slot, max);
     const b = this.#bucket(peak);
-    let useful = lowest !== undefined && under(slot.floorKeys, lowest.n, key);
-    for (const band of this.#twoSided) {
-      if (useful) break;
-      if (!(peak > band.lo * max)) continue;
-      const k = band.n;
-      if (
-        key <= this.#kth(slot, b - 1, k) || key <= this.#kth(slot, b, k) ||
-        key <= this.#kth(slot, b + 1, k)
-      ) useful = true;
+    let useful = kLow > 0 && (st[0]! < kLow || key <= st[kLow]!);
+    if (!useful) {
+      // The k-th smallest key of buckets b-1, b, b+1 (Infinity when unknown or too few): a key
+      // above all three is useless to a band wider than two buckets.
+      const R = this.#ring;
+      const kStat = this.#kStat;
+      const i0 = 1 + kLow;
+      const k0 = i0 + 2 * R;
+      const fold = this.#foldBelow[f]!;
+      const r = b - R * Math.floor(b / R);
+      const rm = r === 0 ? R - 1 : r - 1;
+      const rp = r === R - 1 ? 0 : r + 1;
+      const lenM = b - 1 >= fold && st[i0 + rm] === b - 1 ? st[i0 + R + rm]! : -1;
+      const len0 = b >= fold && st[i0 + r] === b ? st[i0 + R + r]! : -1;
+      const lenP = b + 1 >= fold && st[i0 + rp] === b + 1 ? st[i0 + R + rp]! : -1;
+      for (const band of this.#twoSided) {
+        if (!(peak > band.lo * max)) continue;
+        const k = band.n;
+        if (
+          lenM < k || key <= st[k0 + rm * kStat + k - 1]! ||
+          len0 < k || key <= st[k0 + r * kStat + k - 1]! ||
+          lenP < k || key <= st[k0 + rp * kStat + k - 1]!
+        ) {
+          useful = true;
+          break;
+        }
+      }
     }
-    let keys = slot.buckets.get(b);
-    if (keys === undefined) slot.buckets.set(b, keys = []);
-    insertKey(keys, key, this.#kStat);
+    this.#insertBucket(st, b, key);
     return useful;
   }
 
   /**
    * Keeps exactly the pool candidates that are among the n smallest keys of some band for some
    * final max `M ≥ max` (up to a relative margin of 1e-9 that only ever keeps more).
+   *
+   * In key order, candidate `i` is needed by the lowest band `(0, p]` when fewer than n earlier
+   * keys have a peak at or below `max(P_i, p·max)`; by a band `(lo, hi]` when, for some `M` in
+   * `[max(max, P_i/hi), P_i/lo)`, fewer than n earlier keys have a peak in `(lo·M, hi·M]`. As a
+   * function of `M` that count only drops where an earlier peak leaves the window (`M = q/lo`),
+   * so it is enough to look at `M = max(max, P_i/hi)` and at those points. The earlier peaks are
+   * kept sorted, which makes each candidate `O(log c)` plus the points it looks at.
    */
-  #prune(slot: Slot, max: number): void {
-    const pool = slot.pool.sort(byKey);
+  #prune(f: number, max: number): void {
+    const store = this.#store;
+    const pool = this.#pool[f]!;
     const c = pool.length;
-    const keep = new Uint8Array(c);
-    const lowest = this.#lowest;
-    if (lowest !== undefined) {
-      const floorT = this.#floorP * max;
-      for (let i = 0; i < c; i++) {
-        const t = Math.max(pool[i]!.peak, floorT);
-        let count = 0;
-        for (let j = 0; j < i && count < lowest.n; j++) if (pool[j]!.peak <= t) count++;
-        if (count < lowest.n) keep[i] = 1;
-      }
+    if (this.#scratchQ.length < c + 1) {
+      const n = 2 * c + 16;
+      this.#scratchP = new Float64Array(n);
+      this.#scratchQ = new Float64Array(n);
+      this.#scratchKeep = new Uint8Array(n);
     }
-    const starts = new Float64Array(c);
-    const ends = new Float64Array(c);
-    for (const band of this.#twoSided) {
-      const { lo, hi, n: k } = band;
-      for (let i = 0; i < c; i++) {
-        if (keep[i]) continue;
-        const peak = pool[i]!.peak;
+    sortByKey(pool, store, this.#scratchP);
+    const peaks = this.#scratchP;
+    const Q = this.#scratchQ;
+    const keep = this.#scratchKeep;
+    const cf = store.cf;
+    for (let i = 0; i < c; i++) peaks[i] = cf[CF * pool[i]! + F_PEAK]!;
+    const lowest = this.#lowest;
+    const floorT = this.#floorP * max;
+    const bands = this.#twoSided;
+    // One pass in key order; Q holds the earlier peaks, ascending.
+    for (let i = 0; i < c; i++) {
+      const peak = peaks[i]!;
+      const m = i;
+      let kept = lowest !== undefined && upperBound(Q, m, Math.max(peak, floorT)) < lowest.n;
+      for (let bi = 0; bi < bands.length && !kept; bi++) {
+        const { lo, hi, n: k } = bands[bi]!;
         const a = Math.max(max, (peak / hi) * (1 - EPS));
         const z = (peak / lo) * (1 + EPS);
         if (!(a < z)) continue;
-        let base = 0;
-        let ns = 0;
-        let ne = 0;
-        for (let j = 0; j < i; j++) {
-          const p = pool[j]!.peak;
-          const s = (p / hi) * (1 + EPS);
-          const t = (p / lo) * (1 - EPS);
-          if (!(s < t) || t <= a || s >= z) continue;
-          if (s <= a) base++;
-          else starts[ns++] = s;
-          if (t < z) ends[ne++] = t;
+        if (!(lo * (1 + 4 * EPS) < hi * (1 - 4 * EPS))) {
+          kept = true; // windows too narrow to hold an earlier point
+          break;
         }
-        if (base < k) {
-          keep[i] = 1;
-          continue;
+        // An earlier peak q holds the window for M in [S, T) = [q/hi·(1+ε), q/lo·(1−ε)), both
+        // ascending in q; Count(M) = #{S ≤ M} − #{T ≤ M}.
+        let si = upperBoundScaled(Q, m, hi, 1 + EPS, a);
+        let ti = upperBoundScaled(Q, m, lo, 1 - EPS, a);
+        if (si - ti < k) {
+          kept = true;
+          break;
         }
-        const S = starts.subarray(0, ns).sort();
-        const E = ends.subarray(0, ne).sort();
-        let count = base;
-        let si = 0;
-        let ei = 0;
-        while (ei < ne) {
-          const pos = si < ns ? Math.min(S[si]!, E[ei]!) : E[ei]!;
-          while (si < ns && S[si] === pos) (count++, si++);
-          while (ei < ne && E[ei] === pos) (count--, ei++);
-          if (count < k) {
-            keep[i] = 1;
+        while (ti < m) {
+          const M = (Q[ti]! / lo) * (1 - EPS);
+          if (!(M < z)) break;
+          while (ti < m && (Q[ti]! / lo) * (1 - EPS) === M) ti++;
+          while (si < m && (Q[si]! / hi) * (1 + EPS) <= M) si++;
+          if (si - ti < k) {
+            kept = true;
             break;
           }
         }
       }
+      keep[i] = kept ? 1 : 0;
+      let at = m;
+      while (at > 0 && Q[at - 1]! > peak) {
+        Q[at] = Q[at - 1]!;
+        at--;
+      }
+      Q[at] = peak;
     }
-    slot.pool = pool.filter((_, i) => keep[i] === 1);
-    slot.pruneAt = Math.max(this.#minPrune, 2 * slot.pool.length);
+    let n = 0;
+    for (let i = 0; i < c; i++) {
+      const id = pool[i]!;
+      if (keep[i]) pool[n++] = id;
+      else store.unrefCandidate(id);
+    }
+    pool.length = n;
+    this.#pruneAt[f] = Math.max(this.#minPrune, 2 * n);
   }
 
   /**
    * Adds another state over disjoint data into this one; the result is exactly the state of one
-   * run over this state's data followed by `other`'s (`other` is left unchanged; its candidates
-   * are shared, not copied).
+   * run over this state's data followed by `other`'s (`other` is left unchanged; its samples are
+   * copied).
    *
    * @param other A state with the same sampling, window, seed and histogram options.
    * @returns This state.
@@ -736,59 +1075,119 @@ export class AnalyzerState {
     if (other.#dSae === 0) return this;
     this.#ensureDSae(other.#dSae, "merge analyzer states");
     const shift = this.#nContexts;
-    const moved = new Map<Candidate, Candidate>();
-    const move = (c: Candidate): Candidate => {
-      let m = moved.get(c);
-      if (m === undefined) moved.set(c, m = { ...c, seq: c.seq + shift });
-      return m;
+    const store = this.#store;
+    const theirStore = other.#store;
+    const ctxMap = new Map<number, number>();
+    const moveContext = (ox: number): number => {
+      let x = ctxMap.get(ox);
+      if (x === undefined) {
+        const s = theirStore;
+        store.reserve(0, 1, 0, s.xSpanStop[ox]! - s.xSpanStart[ox]!);
+        x = store.newContext(
+          store.sourceId(s.sources[s.xSource[ox]!]!),
+          s.xShard[ox]!,
+          s.xRow[ox]!,
+          s.xOffset[ox]!,
+          s.xSeq[ox]! + shift,
+        );
+        store.xKey[x] = s.xKey[ox]!;
+        store.xNonActStop[x] = s.xNonActStop[ox]!;
+        store.cover(x, s.xSpanStart[ox]!, s.xSpanStop[ox]!);
+        store.fillTokens(x, s.tok, s.xTokOff[ox]! - s.xSpanStart[ox]!);
+        store.xRef[x] = 1; // held until the merge ends
+        ctxMap.set(ox, x);
+      }
+      return x;
     };
+    const candMap = new Map<number, number>();
+    const moved: number[] = [];
+    const move = (oc: number): number => {
+      let id = candMap.get(oc);
+      if (id === undefined) {
+        const s = theirStore;
+        const x = moveContext(s.ctx(oc));
+        store.reserve(1, 0, 0, 0);
+        id = store.newCandidate();
+        store.refCandidate(id); // held until feature f is merged
+        store.setCandidate(id, s.peak(oc), s.key(oc), x, s.peakT(oc), s.start(oc), s.stop(oc));
+        const off = s.ci[CI * oc + I_ACT_OFF]!;
+        const len = s.ci[CI * oc + I_ACT_LEN]!;
+        store.setActs(
+          id,
+          s.actPos.subarray(off, off + len),
+          s.actVal.subarray(off, off + len),
+          len,
+        );
+        candMap.set(oc, id);
+        moved.push(id);
+      }
+      return id;
+    };
+    const hasBands = this.#bands.length > 0;
     for (let f = 0; f < this.#dSae; f++) {
       this.#actTimes[f]! += other.#actTimes[f]!;
       this.#maxAct[f] = Math.max(this.#maxAct[f]!, other.#maxAct[f]!);
-      this.#sum1[f]! += other.#sum1[f]!;
-      this.#sum2[f]! += other.#sum2[f]!;
-      const theirs = other.#slots[f];
-      if (theirs !== undefined) {
-        const slot = this.#slot(f);
+      for (
+        const [hi, lo, rest, oh, ol, or, scale] of [
+          [this.#s1hi, this.#s1lo, this.#s1rest, other.#s1hi, other.#s1lo, other.#s1rest, SCALE1],
+          [this.#s2hi, this.#s2lo, this.#s2rest, other.#s2hi, other.#s2lo, other.#s2rest, SCALE2],
+        ] as const
+      ) {
+        addExact(hi, lo, rest, f, oh[f]!, scale);
+        addExact(hi, lo, rest, f, ol[f]!, scale);
+        const r = or.get(f);
+        if (r !== undefined) rest.set(f, (rest.get(f) ?? 0n) + r);
+      }
+      if (other.#alive[f]) {
+        if (!this.#alive[f]) this.#wake(f);
         const max = this.#maxAct[f]!;
-        slot.hist.merge(theirs.hist);
-        for (const c of theirs.top) insertCapped(slot.top, move(c), this.#nTop, byPeak);
+        this.#hists.merge(f, other.#hists.histogram(f));
+        moved.length = 0;
+        for (const c of other.#top[f]!.ids) this.#insertByPeak(this.#top[f]!, move(c), this.#nTop);
+        const top = this.#top[f]!.ids;
+        this.#topThr[f] = top.length === this.#nTop ? store.peak(top[this.#nTop - 1]!) : 0;
         for (let j = 0; j < this.#pythonSpecs.length; j++) {
           const n = this.#pythonSpecs[j]!.n;
-          for (const c of theirs.python[j]!) insertCapped(slot.python[j]!, move(c), n, byPeak);
+          for (const c of other.#python[f]![j]!.ids) {
+            this.#insertByPeak(this.#python[f]![j]!, move(c), n);
+          }
         }
-        if (this.#bands.length > 0) {
-          const kLow = this.#lowest?.n ?? 0;
-          for (const k of theirs.floorKeys) insertKey(slot.floorKeys, k, kLow);
-          for (const [b, keys] of theirs.buckets) {
-            if (b < slot.foldBelow) {
-              if (kLow > 0) { for (const k of keys) insertKey(slot.floorKeys, k, kLow); }
-              continue;
+        if (hasBands) {
+          // Fold ours to the merged max, then add their key statistics (their buckets below
+          // the merged floor go to the floor).
+          this.#fold(f, max);
+          const st = this.#bandStats[f]!;
+          const their = other.#bandStats[f]!;
+          const kLow = this.#kLow;
+          for (let j = 0; j < their[0]!; j++) this.#insertFloor(st, their[1 + j]!);
+          const R = this.#ring;
+          const i0 = 1 + kLow;
+          const below = this.#foldBelow[f]!;
+          for (let r = 0; r < R; r++) {
+            const len = their[i0 + R + r]!;
+            const b = their[i0 + r]!;
+            const base = i0 + 2 * R + r * this.#kStat;
+            for (let j = 0; j < len; j++) {
+              if (b < below) this.#insertFloor(st, their[base + j]!);
+              else this.#insertBucket(st, b, their[base + j]!);
             }
-            let mine = slot.buckets.get(b);
-            if (mine === undefined) slot.buckets.set(b, mine = []);
-            for (const k of keys) insertKey(mine, k, this.#kStat);
           }
-          // Their folded buckets are already in their floor; fold ours up to the merged max.
-          slot.foldBelow = Math.max(slot.foldBelow, theirs.foldBelow);
-          for (const [b, keys] of slot.buckets) {
-            if (b >= slot.foldBelow) continue;
-            if (kLow > 0) { for (const k of keys) insertKey(slot.floorKeys, k, kLow); }
-            slot.buckets.delete(b);
+          const pool = this.#pool[f]!;
+          for (const c of other.#pool[f]!) {
+            const id = move(c);
+            pool.push(id);
+            store.refCandidate(id);
           }
-          this.#fold(slot, max);
-          for (const c of theirs.pool) slot.pool.push(move(c));
-          this.#prune(slot, max);
+          this.#prune(f, max);
         }
+        for (const id of moved) store.unrefCandidate(id);
       }
-      const theirList = other.#nonAct[f];
-      if (theirList !== undefined && this.#nNonAct > 0) {
-        let list = this.#nonAct[f];
-        if (list === undefined) this.#nonAct[f] = list = [];
-        for (const c of theirList) insertCapped(list, move(c), this.#nNonAct, byKey);
-        this.#nonActTau[f] = list.length === this.#nNonAct ? list[list.length - 1]!.key : Infinity;
+      const theirList = other.#nonAct[f]!;
+      if (theirList.length > 0 && this.#nNonAct > 0) {
+        for (const ox of theirList) this.#insertNonAct(f, moveContext(ox));
       }
     }
+    for (const x of ctxMap.values()) store.unrefContext(x);
     this.#nTokens += other.#nTokens;
     this.#nAnalyzedTokens += other.#nAnalyzedTokens;
     this.#nContexts += other.#nContexts;
@@ -815,10 +1214,40 @@ export class AnalyzerState {
     };
   }
 
+  #sample(id: number): Sample {
+    const s = this.#store;
+    const x = s.ctx(id);
+    const start = s.start(id);
+    return {
+      tokens: s.tokens(x, start, s.stop(id)),
+      acts: s.acts(id),
+      peak: s.peak(id),
+      peak_pos: s.peakT(id) - start,
+      source: s.sources[s.xSource[x]!]!,
+      shard: s.xShard[x]!,
+      row: s.xRow[x]!,
+      offset: s.xOffset[x]! + start,
+    };
+  }
+
+  #nonActSample(x: number): Sample {
+    const s = this.#store;
+    const stop = s.xNonActStop[x]!;
+    return {
+      tokens: s.tokens(x, 0, stop),
+      acts: new Float32Array(stop),
+      peak: 0,
+      peak_pos: 0,
+      source: s.sources[s.xSource[x]!]!,
+      shard: s.xShard[x]!,
+      row: s.xRow[x]!,
+      offset: s.xOffset[x]!,
+    };
+  }
+
   #analysis(f: number): FeatureAnalysis {
     const n = this.#actTimes[f]!;
-    const slot = this.#slots[f];
-    if (n === 0 || slot === undefined) {
+    if (n === 0 || !this.#alive[f]) {
       return {
         act_times: 0,
         n_analyzed_tokens: this.#nAnalyzedTokens,
@@ -834,43 +1263,48 @@ export class AnalyzerState {
         samplings: [],
       };
     }
-    const s1 = this.#sum1[f]!;
-    const s2 = this.#sum2[f]!;
+    const s1 = exactSum(this.#s1hi, this.#s1lo, this.#s1rest, f, SCALE1);
+    const s2 = exactSum(this.#s2hi, this.#s2lo, this.#s2rest, f, SCALE2);
     const mean = toNumberScaled(s1, SCALE1) / n;
     const numerator = BigInt(n) * s2 - s1 * s1;
     const variance = Math.max(0, toNumberScaled(numerator, SCALE2) / n / n);
     const max = this.#maxAct[f]!;
-    const histogram = slot.hist.toLogHistogram();
+    const histogram = this.#hists.histogram(f);
     const quantiles: Quantile[] = this.options.quantiles.map((q) => ({
       q,
       value: Math.min(max, logHistogramQuantile(histogram, q)),
     }));
+    const store = this.#store;
+    const byKey = (a: number, b: number) =>
+      store.key(a) - store.key(b) || store.seq(a) - store.seq(b);
+    const byPeak = (a: number, b: number) =>
+      store.peak(b) - store.peak(a) || store.seq(a) - store.seq(b);
     const samplings: Sampling[] = [];
     let python = 0;
     for (const spec of this.options.samplings) {
-      let chosen: Candidate[];
+      let samples: Sample[];
       let band: [number, number] | null = null;
       switch (spec.kind) {
         case "top":
-          chosen = slot.top.slice(0, spec.n);
+          samples = this.#top[f]!.ids.slice(0, spec.n).map((id) => this.#sample(id));
           break;
         case "band": {
           const lo = spec.lo * max;
           const hi = spec.hi * max;
-          chosen = slot.pool.filter((c) => c.peak > lo && c.peak <= hi).sort(byKey)
-            .slice(0, spec.n).sort(byPeak);
+          samples = this.#pool[f]!.filter((id) => store.peak(id) > lo && store.peak(id) <= hi)
+            .sort(byKey).slice(0, spec.n).sort(byPeak).map((id) => this.#sample(id));
           band = [spec.lo, spec.hi];
           break;
         }
         case "python":
-          chosen = slot.python[python++]!;
+          samples = this.#python[f]![python++]!.ids.map((id) => this.#sample(id));
           band = [0, spec.hi];
           break;
         case "non_activating":
-          chosen = this.#nonAct[f] ?? [];
+          samples = this.#nonAct[f]!.map((x) => this.#nonActSample(x));
           break;
       }
-      samplings.push({ name: spec.name, band, samples: chosen.map(toSample) });
+      samplings.push({ name: spec.name, band, samples });
     }
     return {
       act_times: n,
@@ -910,54 +1344,95 @@ export class AnalyzerState {
    * @returns A plain object; `JSON.stringify` it.
    */
   toJSON(): AnalyzerStateJSON {
-    const ids = new Map<Candidate, number>();
+    const store = this.#store;
     const candidates: CandidateJSON[] = [];
-    const id = (c: Candidate): number => {
+    const ids = new Map<number, number>();
+    const id = (c: number): number => {
       let i = ids.get(c);
       if (i === undefined) {
         i = candidates.length;
         ids.set(c, i);
+        const s = this.#sample(c);
         candidates.push({
-          peak: c.peak,
-          key: c.key,
-          seq: c.seq,
-          peakPos: c.peakPos,
-          start: c.start,
-          source: c.origin.source,
-          shard: c.origin.shard,
-          row: c.origin.row,
-          offset: c.origin.offset,
-          tokens: toBase64(c.tokens),
-          acts: toBase64(c.acts),
+          peak: s.peak,
+          key: store.key(c),
+          seq: store.seq(c),
+          peakPos: s.peak_pos,
+          start: store.start(c),
+          source: s.source,
+          shard: s.shard,
+          row: s.row,
+          offset: store.xOffset[store.ctx(c)]!,
+          tokens: toBase64(s.tokens),
+          acts: toBase64(s.acts),
         });
       }
       return i;
     };
     const features: FeatureJSON[] = [];
+    const kLow = this.#kLow;
+    const R = this.#ring;
+    const i0 = 1 + kLow;
     for (let f = 0; f < this.#dSae; f++) {
-      const slot = this.#slots[f];
-      if (slot === undefined) continue;
-      if (slot.pool.length > this.#minPrune) this.#prune(slot, this.#maxAct[f]!);
-      const h = slot.hist.toLogHistogram();
+      if (!this.#alive[f]) continue;
+      if (this.#pool[f]!.length > this.#minPrune) this.#prune(f, this.#maxAct[f]!);
+      const h = this.#hists.histogram(f);
+      const st = this.#bandStats[f];
+      const floorKeys: number[] = [];
+      const buckets: [number, number[]][] = [];
+      if (st !== undefined) {
+        for (let j = 0; j < st[0]!; j++) floorKeys.push(st[1 + j]!);
+        for (let r = 0; r < R; r++) {
+          const len = st[i0 + R + r]!;
+          if (len === 0) continue;
+          const base = i0 + 2 * R + r * this.#kStat;
+          buckets.push([st[i0 + r]!, Array.from(st.subarray(base, base + len))]);
+        }
+        buckets.sort((a, b) => a[0] - b[0]);
+      }
+      const foldBelow = this.#foldBelow[f]!;
       features.push({
         index: f,
         actTimes: this.#actTimes[f]!,
         max: this.#maxAct[f]!,
-        sum1: this.#sum1[f]!.toString(),
-        sum2: this.#sum2[f]!.toString(),
+        sum1: exactSum(this.#s1hi, this.#s1lo, this.#s1rest, f, SCALE1).toString(),
+        sum2: exactSum(this.#s2hi, this.#s2lo, this.#s2rest, f, SCALE2).toString(),
         histogram: { offset: h.index_offset, counts: Array.from(h.counts) },
-        top: slot.top.map(id),
-        pool: slot.pool.map(id),
-        python: slot.python.map((list) => list.map(id)),
-        floorKeys: [...slot.floorKeys],
-        buckets: [...slot.buckets].map(([b, keys]) => [b, [...keys]] as [number, number[]]),
-        foldBelow: Number.isFinite(slot.foldBelow) ? slot.foldBelow : null,
+        top: this.#top[f]!.ids.map(id),
+        pool: this.#pool[f]!.map(id),
+        python: this.#python[f]!.map((list) => list.ids.map(id)),
+        floorKeys,
+        buckets,
+        foldBelow: Number.isFinite(foldBelow) ? foldBelow : null,
       });
     }
     const nonActivating: [number, number[]][] = [];
+    const contextIds = new Map<number, number>();
+    const contextId = (x: number): number => {
+      let i = contextIds.get(x);
+      if (i === undefined) {
+        i = candidates.length;
+        contextIds.set(x, i);
+        const s = this.#nonActSample(x);
+        candidates.push({
+          peak: 0,
+          key: store.xKey[x]!,
+          seq: store.xSeq[x]!,
+          peakPos: 0,
+          start: 0,
+          source: s.source,
+          shard: s.shard,
+          row: s.row,
+          offset: s.offset,
+          tokens: toBase64(s.tokens),
+          acts: toBase64(s.acts),
+        });
+      }
+      return i;
+    };
     for (let f = 0; f < this.#dSae; f++) {
-      const list = this.#nonAct[f];
-      if (list !== undefined && list.length > 0) nonActivating.push([f, list.map(id)]);
+      const list = this.#nonAct[f]!;
+      if (list.length > 0) nonActivating.push([f, list.map(contextId)]);
     }
     return {
       format: STATE_FORMAT,
@@ -1046,69 +1521,150 @@ export class AnalyzerState {
     state.#nAnalyzedTokens = j.nAnalyzedTokens;
     state.#nContexts = j.nContexts;
     state.#nBatches = j.nBatches;
-    const cands = j.candidates.map((c, i): Candidate => ({
-      peak: c.peak,
-      key: c.key,
-      seq: c.seq,
-      peakPos: c.peakPos,
-      start: c.start,
+
+    // Decode the windows; contexts are shared by stream number, their span covering every
+    // window taken from them.
+    const store = state.#store;
+    const windows = j.candidates.map((c, i) => ({
       tokens: int32FromBase64(c.tokens, `candidates[${i}].tokens`),
       acts: float32FromBase64(c.acts, `candidates[${i}].acts`),
-      origin: { source: c.source, shard: c.shard, row: c.row, offset: c.offset },
     }));
-    const get = (i: number): Candidate => {
-      const c = cands[i];
+    const get = (i: number): CandidateJSON => {
+      const c = j.candidates[i];
       if (c === undefined) {
         throw new TypeError(`Cannot read analyzer state: candidate ${i} does not exist`);
       }
       return c;
+    };
+    for (const w of windows) {
+      for (const t of w.tokens) if (t < 0 || t > 65535) store.widenTokens();
+    }
+    const spans = new Map<number, { start: number; stop: number; members: number[] }>();
+    for (const [i, c] of j.candidates.entries()) {
+      const stop = c.start + windows[i]!.tokens.length;
+      const span = spans.get(c.seq);
+      if (span === undefined) spans.set(c.seq, { start: c.start, stop, members: [i] });
+      else {
+        span.start = Math.min(span.start, c.start);
+        span.stop = Math.max(span.stop, stop);
+        span.members.push(i);
+      }
+    }
+    const ctxOfSeq = new Map<number, number>();
+    for (const [seq, span] of spans) {
+      const first = get(span.members[0]!);
+      const len = span.stop - span.start;
+      store.reserve(0, 1, 0, len);
+      const x = store.newContext(
+        store.sourceId(first.source),
+        first.shard,
+        first.row,
+        first.offset,
+        seq,
+      );
+      const buffer = new Int32Array(len);
+      for (const i of span.members) {
+        buffer.set(windows[i]!.tokens, get(i).start - span.start);
+      }
+      store.cover(x, span.start, span.stop);
+      store.fillTokens(x, buffer, -span.start);
+      store.xRef[x] = 1; // held until every list is restored
+      ctxOfSeq.set(seq, x);
+    }
+    const candOf = new Map<number, number>();
+    const candidate = (i: number): number => {
+      let id = candOf.get(i);
+      if (id === undefined) {
+        const c = get(i);
+        const w = windows[i]!;
+        const x = ctxOfSeq.get(c.seq)!;
+        store.reserve(1, 0, 0, 0);
+        id = store.newCandidate();
+        store.setCandidate(
+          id,
+          c.peak,
+          c.key,
+          x,
+          c.start + c.peakPos,
+          c.start,
+          c.start + w.tokens.length,
+        );
+        const pos: number[] = [];
+        const val: number[] = [];
+        for (let t = 0; t < w.acts.length; t++) {
+          if (w.acts[t] !== 0) (pos.push(c.start + t), val.push(w.acts[t]!));
+        }
+        store.setActs(id, pos, val, pos.length);
+        candOf.set(i, id);
+      }
+      return id;
+    };
+    const place = (list: number[], i: number): void => {
+      const id = candidate(i);
+      list.push(id);
+      store.refCandidate(id);
+    };
+    const placeByPeak = (list: PeakList, i: number): void => {
+      const id = candidate(i);
+      list.ids.push(id);
+      list.peaks.push(store.peak(id));
+      store.refCandidate(id);
     };
     for (const fj of j.features) {
       const f = fj.index;
       if (!Number.isInteger(f) || f < 0 || f >= state.#dSae) {
         throw new TypeError(`Cannot read analyzer state: feature index ${f} out of range`);
       }
-      const slot = state.#slot(f);
+      if (!state.#alive[f]) state.#wake(f);
       state.#actTimes[f] = fj.actTimes;
       state.#maxAct[f] = fj.max;
-      state.#sum1[f] = BigInt(fj.sum1);
-      state.#sum2[f] = BigInt(fj.sum2);
-      slot.hist.merge({
+      state.#s1rest.set(f, BigInt(fj.sum1));
+      state.#s2rest.set(f, BigInt(fj.sum2));
+      state.#hists.merge(f, {
         relative_accuracy: state.options.histogramAccuracy,
         index_offset: fj.histogram.offset,
         counts: Float64Array.from(fj.histogram.counts),
       });
-      slot.top = fj.top.map(get);
-      slot.pool = fj.pool.map(get);
-      slot.pruneAt = Math.max(state.#minPrune, 2 * slot.pool.length);
-      slot.python = state.#pythonSpecs.map((_, k) => (fj.python[k] ?? []).map(get));
-      slot.floorKeys = [...fj.floorKeys];
-      slot.buckets = new Map(fj.buckets.map(([b, keys]) => [b, [...keys]]));
-      slot.foldBelow = fj.foldBelow ?? -Infinity;
+      for (const i of fj.top) placeByPeak(state.#top[f]!, i);
+      const top = state.#top[f]!.ids;
+      state.#topThr[f] = top.length === state.#nTop && top.length > 0
+        ? store.peak(top[top.length - 1]!)
+        : 0;
+      for (const i of fj.pool) place(state.#pool[f]!, i);
+      state.#pruneAt[f] = Math.max(state.#minPrune, 2 * fj.pool.length);
+      state.#pythonSpecs.forEach((_, k) => {
+        for (const i of fj.python[k] ?? []) placeByPeak(state.#python[f]![k]!, i);
+      });
+      const st = state.#bandStats[f];
+      if (st !== undefined) {
+        // Restore the key statistics folded up to the current max.
+        const max = fj.max;
+        const below = max > 0 ? state.#bucket(state.#floorP * max) : -Infinity;
+        for (const k of fj.floorKeys) state.#insertFloor(st, k);
+        for (const [b, keys] of fj.buckets) {
+          for (const k of keys) {
+            if (b < below) state.#insertFloor(st, k);
+            else state.#insertBucket(st, b, k);
+          }
+        }
+        state.#foldBelow[f] = Math.max(fj.foldBelow ?? -Infinity, below);
+      }
     }
     for (const [f, list] of j.nonActivating) {
       if (!Number.isInteger(f) || f < 0 || f >= state.#dSae) {
         throw new TypeError(`Cannot read analyzer state: feature index ${f} out of range`);
       }
-      const l = list.map(get);
-      state.#nonAct[f] = l;
-      state.#nonActTau[f] = l.length === state.#nNonAct ? l[l.length - 1]!.key : Infinity;
+      for (const i of list) {
+        const c = get(i);
+        const x = ctxOfSeq.get(c.seq)!;
+        store.xKey[x] = c.key;
+        store.xNonActStop[x] = windows[i]!.tokens.length;
+        state.#insertNonAct(f, x);
+      }
     }
+    for (const x of ctxOfSeq.values()) store.unrefContext(x);
     return state;
   }
-}
-
-function toSample(c: Candidate): Sample {
-  return {
-    tokens: c.tokens.slice(),
-    acts: c.acts.slice(),
-    peak: c.peak,
-    peak_pos: c.peakPos,
-    source: c.origin.source,
-    shard: c.origin.shard,
-    row: c.origin.row,
-    offset: c.origin.offset + c.start,
-  };
 }
 
 /** A candidate window in the saved state. */
