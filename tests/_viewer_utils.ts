@@ -15,6 +15,8 @@ import { openStore } from "../lib/store/open.ts";
 import type { FeatureStore } from "../lib/store/types.ts";
 import type { FeatureAnalysis, FeatureRecord, Sample, Sampling } from "../lib/types.ts";
 import { serveViewer, type ViewerServer } from "../lib/viewer/server.ts";
+import { DEMO_CONFIG_PATH, loadSettings } from "../lib/settings/mod.ts";
+import { analyzeSae } from "../pipelines/analyze.ts";
 
 /** A token whose display string is a script element. */
 export const XSS_SCRIPT = "<script>window.__xss=1</script>";
@@ -310,5 +312,46 @@ export async function withFilledStore<T>(
     return await fn(store, await fillStore(store));
   } finally {
     await Deno.remove(dir, { recursive: true });
+  }
+}
+
+/** Where the demo analysis put its SAE, for tests that browse it. */
+export interface DemoFixture {
+  series: string;
+  name: string;
+  /** A feature that never fired. */
+  deadIndex: number;
+}
+
+/**
+ * Runs `fn` with a viewer over a SQLite store filled by the real demo analysis (the bundled demo
+ * configuration, `deno task analyze`), in a temporary folder removed afterwards.
+ */
+export async function withDemoViewer<T>(
+  fn: (
+    env: { store: FeatureStore; fixture: DemoFixture; server: ViewerServer; dir: string },
+  ) => Promise<T>,
+): Promise<T> {
+  const dir = await Deno.makeTempDir({ prefix: "saeflow_viewer_demo_" });
+  try {
+    const settings = await loadSettings(DEMO_CONFIG_PATH, "analyze", {
+      overrides: [`output_dir=${JSON.stringify(dir)}`],
+      env: {},
+    });
+    await analyzeSae(settings, { progress: false, log: () => {} });
+    await using store = await openStore({ outputDir: dir });
+    const [dead] = await store.listFeatures({
+      series: settings.sae_series,
+      name: settings.sae_name,
+      alive: false,
+      limit: 1,
+    });
+    if (!dead) throw new Error("the demo analysis has no dead feature to browse");
+    const fixture = { series: settings.sae_series, name: settings.sae_name, deadIndex: dead.index };
+    await using server = serveViewer(store, { port: 0 });
+    return await fn({ store, fixture, server, dir });
+  } finally {
+    if (!Deno.env.get("KEEP_VIEWER_TMP")) await Deno.remove(dir, { recursive: true });
+    else console.log(`kept ${dir}`);
   }
 }

@@ -1,7 +1,9 @@
 /**
  * End-to-end tests of the viewer page in a real browser: Debian's `chromium` driven headless by
- * `playwright-core`, over a viewer serving a store filled by `fillStore()` (tests/_viewer_utils.ts).
- * Expectations about features are read through the API, so another store works the same.
+ * `playwright-core`, over a viewer serving the store that the real demo analysis fills (the
+ * bundled demo configuration, with DLA); the XSS test uses the synthetic store of `fillStore()`
+ * (tests/_viewer_utils.ts), which holds tokens that are HTML and JS. Expectations about features
+ * are read through the API.
  *
  * Set `KEEP_VIEWER_TMP=1` to keep the temporary folder with the screenshots.
  *
@@ -11,7 +13,7 @@
 import { deepStrictEqual as assertEquals, ok as assert } from "node:assert/strict";
 import { join } from "node:path";
 import { type BrowserContext, chromium, type Page } from "playwright-core";
-import { withViewer, XSS_IMG, XSS_SCRIPT } from "./_viewer_utils.ts";
+import { withDemoViewer, withViewer, XSS_IMG, XSS_SCRIPT } from "./_viewer_utils.ts";
 
 const CHROMIUM = Deno.env.get("CHROMIUM_PATH") ?? "/usr/bin/chromium";
 const ARGS = [
@@ -79,7 +81,7 @@ Deno.test({
   sanitizeOps: false,
   sanitizeResources: false,
   fn: () =>
-    withViewer(({ server, fixture, dir }) =>
+    withDemoViewer(({ server, fixture, dir }) =>
       withPage(dir, {}, async (page, errors) => {
         const api = async (path: string) => {
           const res = await fetch(`${server.url}${path}`);
@@ -98,6 +100,7 @@ Deno.test({
         await page.goto(`${server.url}${sae}`);
         await page.locator("table.features tbody tr").first().waitFor();
         assertEquals(await page.locator("h1").textContent(), fixture.name);
+        assertEquals(fixture.name, "demo-sae");
         const alive = page.locator(".card", { hasText: "Alive" }).locator(".value");
         assertEquals(await alive.textContent(), info.counts.alive.toLocaleString("en-US"));
         assert((await page.locator("svg.chart rect").count()) > 0, "no frequency bars");
