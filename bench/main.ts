@@ -7,6 +7,7 @@ import { type Bench, report } from "./_report.ts";
 import { modelHookBench } from "./model_hook.ts";
 import { dlaBench } from "./dla.ts";
 import { analyzerBench } from "./analyzer.ts";
+import { analyzeBench } from "./analyze.ts";
 import { saeEncodeBench } from "./sae_encode.ts";
 import { viewerBench } from "./viewer.ts";
 
@@ -15,6 +16,7 @@ const benches: Record<string, Bench> = {
   model_hook: modelHookBench,
   sae_encode: saeEncodeBench,
   analyzer: analyzerBench,
+  analyze: analyzeBench,
   dla: dlaBench,
   viewer: viewerBench,
 };

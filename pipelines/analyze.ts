@@ -244,6 +244,7 @@ export async function analyzeSae(
     total: settings.analyzer.total_analyzing_tokens,
   });
   let tokens = 0;
+  let inputEnded: number | undefined;
   try {
     const datasets = af.sources.map((source) => {
       const ds = settings.datasets?.[source.name];
@@ -267,8 +268,11 @@ export async function analyzeSae(
         ) => [name, { proportion, n_samples }]),
       ),
       subsampleRule: settings.analyzer.subsample_rule === "python" ? "python" : "band",
-      nTop: settings.analyzer.n_top,
-      nNonActivating: settings.analyzer.n_non_activating,
+      // The sizes the settings resolved (`n_top` / `n_non_activating` apply only when the
+      // `subsamples` table has no `top_activations` / `non_activating` entry): passing the raw
+      // defaults would override the table's own `n_samples`.
+      nTop: samplingSize(settings.analyzer.samplings, "top"),
+      nNonActivating: samplingSize(settings.analyzer.samplings, "non_activating"),
       windowBefore: settings.analyzer.window_before,
       windowAfter: settings.analyzer.window_after,
       seed: settings.analyzer.seed,
@@ -299,7 +303,11 @@ export async function analyzeSae(
         tokens += batch.batchSize * batch.contextSize;
         progress?.update(tokens);
       }))
-      .pipeThrough(analyzer);
+      .pipeThrough(analyzer)
+      // The first record comes out when the analyzer's input has ended: the end of the data flow.
+      .pipeThrough(tap<FeatureRecord>(() => {
+        inputEnded ??= performance.now();
+      }));
     if (settings.direct_logit_attributor) {
       records = records.pipeThrough(dla({
         sae,
@@ -318,7 +326,14 @@ export async function analyzeSae(
       status: "complete",
       n_analyzed_tokens: analyzer.nAnalyzedTokens,
       finished_at: new Date().toISOString(),
-      timings: { total: seconds, setup: (analyzeDone - started) / 1000 },
+      // setup: loading and opening before data flows; stream: data flow (read, tokenize, encode,
+      // analyze) until the analyzer's input ended; write: building and storing the records.
+      timings: {
+        total: seconds,
+        setup: (analyzeDone - started) / 1000,
+        stream: ((inputEnded ?? performance.now()) - analyzeDone) / 1000,
+        write: inputEnded === undefined ? 0 : (performance.now() - inputEnded) / 1000,
+      },
     });
     const summary: AnalyzeSummary = {
       tokens,
@@ -348,6 +363,14 @@ export async function analyzeSae(
     }).catch(() => {});
     throw error;
   }
+}
+
+/** The size of the sampling of this kind in the resolved settings (0 when there is none). */
+function samplingSize(
+  samplings: readonly { kind: string; n_samples: number }[],
+  kind: "top" | "non_activating",
+): number {
+  return samplings.find((s) => s.kind === kind)?.n_samples ?? 0;
 }
 
 /** The summary printed at the end of a run. */
