@@ -1,0 +1,32 @@
+/**
+ * The feature store: one interface, a MongoDB and a SQLite implementation, and the JSON form of
+ * a feature that `saeflow show feature --json` prints.
+ *
+ * @module
+ */
+
+export { DEFAULT_ANALYSIS } from "./types.ts";
+export type {
+  AnalysisDoc,
+  AnalysisStatus,
+  DatasetDoc,
+  FeatureFilter,
+  FeatureListOptions,
+  FeatureStore,
+  FeatureSummary,
+  ModelDoc,
+  ReadFeaturesOptions,
+  RemoveAnalysisResult,
+  RemoveSaeResult,
+  SaeDoc,
+} from "./types.ts";
+export {
+  DEFAULT_MONGO_TIMEOUT_MS,
+  MongoFeatureStore,
+  mongoHosts,
+  type MongoStoreOptions,
+  normalizeMongoUri,
+} from "./mongo.ts";
+export { SQLITE_FILE_NAME, SqliteFeatureStore, type SqliteStoreOptions } from "./sqlite.ts";
+export { openStore, type OpenStoreOptions } from "./open.ts";
+export { type FeatureJson, featureToJson, type SampleJson } from "./json.ts";

@@ -1,0 +1,710 @@
+/**
+ * The server store: MongoDB through `npm:mongodb` (the only module of saeflow that imports it).
+ *
+ * Collections `saes`, `models`, `datasets`, `analyses` and `features`, the last with one document
+ * per `(sae_series, sae_name, index)` (unique index) in the shape of DESIGN.md. Typed arrays are
+ * BSON Binary (little-endian bytes, subtype = dtype tag, see `_codec.ts`), never arrays of
+ * numbers. Numbers FerretDB refuses (NaN, ±Infinity) and `-0` are kept as 8-byte binary
+ * scalars; object keys are escaped (`.` → `%2E`, a leading `$` → `%24`, `%` → `%25`).
+ *
+ * Feature writes, in batches of {@linkcode WRITE_BATCH} records: an unordered `insertMany` of
+ * whole documents with `_id` = `["<series>","<name>",<index>]` (the fast path of a first run),
+ * then, for the features that already existed (duplicate key), ordered bulk `updateOne`s with
+ * upsert that `$set` `analyses.<name>`, `logits` and `interpretation` — so re-running replaces
+ * and never duplicates. Feature lookups go by `(sae_series, sae_name, index)`, except on FerretDB
+ * (detected through `buildInfo`), which only looks up `_id` without scanning the collection and
+ * stalls on update commands of 100 operations or more: there lookups go by `_id` and updates
+ * are sent 50 at a time.
+ *
+ * @module
+ */
+
+import {
+  Binary,
+  type Collection,
+  type Db,
+  type Document,
+  type Filter,
+  type FindCursor,
+  MongoBulkWriteError,
+  MongoClient,
+  MongoServerError,
+} from "mongodb";
+import { ConfigError, StoreUnavailableError } from "../errors.ts";
+import type { FeatureRecord } from "../types.ts";
+import { decodeValue, encodeValue, escapeKey } from "./_codec.ts";
+import {
+  checkAnalysisName,
+  checkIndex,
+  checkRecord,
+  indexPages,
+  makeRecord,
+  pagedStream,
+  resolveListOptions,
+  resolvePageSize,
+  WRITE_BATCH,
+} from "./_common.ts";
+import type {
+  AnalysisDoc,
+  DatasetDoc,
+  FeatureFilter,
+  FeatureListOptions,
+  FeatureStore,
+  FeatureSummary,
+  ModelDoc,
+  ReadFeaturesOptions,
+  RemoveAnalysisResult,
+  RemoveSaeResult,
+  SaeDoc,
+} from "./types.ts";
+
+/** Default time to reach the server, in milliseconds. */
+export const DEFAULT_MONGO_TIMEOUT_MS = 5000;
+
+/** Options of {@linkcode MongoFeatureStore.open}. */
+export interface MongoStoreOptions {
+  /** A MongoDB connection string; a bare host (`localhost`, `db.example:27018`) is accepted. */
+  uri: string;
+  /** The database name. */
+  db: string;
+  /** How long to try to reach the server before giving up; default 5000 ms. */
+  timeoutMs?: number;
+}
+
+/**
+ * Turns what a user wrote into a connection string: a bare host or `user:pw@host` gets the
+ * `mongodb://` scheme.
+ *
+ * @param uri A connection string or a bare host.
+ * @returns A `mongodb://` or `mongodb+srv://` connection string.
+ * @throws {ConfigError} For another scheme or an empty value.
+ * @example
+ * ```ts
+ * import { normalizeMongoUri } from "./mongo.ts";
+ * console.assert(normalizeMongoUri("localhost") === "mongodb://localhost/");
+ * console.assert(normalizeMongoUri("mongodb://h:1/x") === "mongodb://h:1/x");
+ * ```
+ */
+export function normalizeMongoUri(uri: string): string {
+  const t = uri.trim();
+  if (t === "") throw new ConfigError("Invalid MongoDB URI: it is empty");
+  if (/^mongodb(\+srv)?:\/\//i.test(t)) return t;
+  const scheme = /^([a-z][a-z0-9+.-]*):\/\//i.exec(t);
+  if (scheme) {
+    throw new ConfigError(
+      `Invalid MongoDB URI scheme "${scheme[1]}://": expected mongodb:// or mongodb+srv://`,
+    );
+  }
+  return `mongodb://${t}${t.includes("/") ? "" : "/"}`;
+}
+
+/** The authority part (`user:pw@h1:p1,h2`) of a connection string. */
+function authority(uri: string): { userinfo: string; hosts: string; srv: boolean } {
+  const srv = /^mongodb\+srv:\/\//i.test(uri);
+  const rest = uri.replace(/^[a-z+]+:\/\//i, "");
+  const end = rest.search(/[/?]/);
+  const auth = end === -1 ? rest : rest.slice(0, end);
+  const at = auth.lastIndexOf("@");
+  return { userinfo: at === -1 ? "" : auth.slice(0, at), hosts: auth.slice(at + 1), srv };
+}
+
+/**
+ * The hosts of a connection string as `host:port` (default port 27017), without credentials.
+ *
+ * @param uri A connection string (normalized or bare).
+ * @returns E.g. `localhost:27017` or `a:1,b:2`.
+ * @example
+ * ```ts
+ * import { mongoHosts } from "./mongo.ts";
+ * console.assert(mongoHosts("mongodb://u:secret@db1,db2:27018/x") === "db1:27017,db2:27018");
+ * ```
+ */
+export function mongoHosts(uri: string): string {
+  const { hosts, srv } = authority(normalizeMongoUri(uri));
+  if (srv) return hosts;
+  return hosts.split(",").map((h) => (/:\d+$/.test(h) ? h : `${h}:27017`)).join(",");
+}
+
+/** Removes the credentials of `uri` (and any `//user:pw@`) from a message. */
+function redact(message: string, uri: string): string {
+  let out = message.replace(/\/\/[^/@\s]*@/g, "//");
+  const { userinfo } = authority(uri);
+  const colon = userinfo.indexOf(":");
+  if (colon !== -1) {
+    const raw = userinfo.slice(colon + 1);
+    let decoded = raw;
+    try {
+      decoded = decodeURIComponent(raw);
+    } catch { /* keep raw */ }
+    for (const secret of new Set([raw, decoded])) {
+      if (secret.length > 0) out = out.replaceAll(secret, "****");
+    }
+  }
+  return out;
+}
+
+function checkDbName(db: string): string {
+  if (typeof db !== "string" || db.length === 0 || db.length > 63 || /[/\\. "$*<>:|?\0]/.test(db)) {
+    throw new ConfigError(
+      `Invalid MongoDB database name ${
+        JSON.stringify(db)
+      }: use 1–63 characters without /\\. "$*<>:|?`,
+    );
+  }
+  return db;
+}
+
+/** The server error code of a cursor it no longer knows (e.g. timed out). */
+const CURSOR_NOT_FOUND = 43;
+
+/** A stored feature document (keyed by {@linkcode featureId}). */
+type FeatureDocument = Document & { _id: string };
+
+/** Update operations per bulk write on FerretDB (it stalls on 100 or more). */
+const FERRETDB_UPDATE_BATCH = 50;
+
+/**
+ * The `_id` of a feature document: `["<series>","<name>",<index>]` as JSON. Lookups by `_id` are
+ * the only ones FerretDB 1.x answers without scanning the collection.
+ */
+function featureId(series: string, name: string, index: number): string {
+  return JSON.stringify([series, name, index]);
+}
+
+/**
+ * The update of an existing feature: `$set` of the given paths; on an upsert (a document that
+ * vanished since the insert attempt) the document gets `_id` (when not already in the filter)
+ * and an empty `analyses` when nothing else is set. Empty operators are left out.
+ */
+function updateOf(set: Document, id: string | undefined): Document {
+  const onInsert: Document = {};
+  if (id !== undefined) onInsert._id = id;
+  if (Object.keys(set).length === 0) onInsert.analyses = {};
+  const update: Document = {};
+  if (Object.keys(set).length > 0) update.$set = set;
+  if (Object.keys(onInsert).length > 0) update.$setOnInsert = onInsert;
+  return update;
+}
+
+function encode(value: unknown): Document {
+  return encodeValue(value, (tag, bytes) => new Binary(bytes, tag)) as Document;
+}
+
+function decode<T>(doc: Document | null): T | null {
+  if (doc === null) return null;
+  const { _id: _, ...rest } = doc;
+  return decodeValue(
+    rest,
+    (v) =>
+      v instanceof Binary ? { tag: v.sub_type, bytes: v.buffer.subarray(0, v.position) } : null,
+  ) as T;
+}
+
+/**
+ * The MongoDB implementation of {@linkcode FeatureStore}.
+ *
+ * @example
+ * ```ts ignore
+ * import { MongoFeatureStore } from "./mongo.ts";
+ * await using store = await MongoFeatureStore.open({ uri: "localhost", db: "saeflow" });
+ * console.log(await store.listSaes());
+ * ```
+ */
+export class MongoFeatureStore implements FeatureStore {
+  /** `mongodb://host:port/db`, without credentials. */
+  readonly location: string;
+  #client: MongoClient;
+  #db: Db;
+  #indexed = new Set<string>();
+  #closed = false;
+  #ferret: boolean;
+  #updateBatch: number;
+
+  private constructor(client: MongoClient, db: Db, location: string, ferret: boolean) {
+    this.#client = client;
+    this.#db = db;
+    this.location = location;
+    this.#ferret = ferret;
+    // FerretDB 1.x stalls on update commands of 100 operations or more.
+    this.#updateBatch = ferret ? FERRETDB_UPDATE_BATCH : WRITE_BATCH;
+  }
+
+  /**
+   * Connects, checks the server answers, and creates the indexes.
+   *
+   * @param options The URI, the database name and the timeout.
+   * @returns The open store.
+   * @throws {StoreUnavailableError} When the server cannot be reached within `timeoutMs`; the
+   * message names the host:port and the timeout, never the password.
+   * @throws {ConfigError} For a malformed URI or database name.
+   * @example
+   * ```ts
+   * import { MongoFeatureStore } from "./mongo.ts";
+   * import { StoreUnavailableError } from "../errors.ts";
+   * try {
+   *   await MongoFeatureStore.open({ uri: "mongodb://127.0.0.1:1/", db: "x", timeoutMs: 200 });
+   * } catch (e) {
+   *   console.assert(e instanceof StoreUnavailableError);
+   * }
+   * ```
+   */
+  static async open(options: MongoStoreOptions): Promise<MongoFeatureStore> {
+    const uri = normalizeMongoUri(options.uri);
+    const dbName = checkDbName(options.db);
+    const timeoutMs = options.timeoutMs ?? DEFAULT_MONGO_TIMEOUT_MS;
+    if (!Number.isFinite(timeoutMs) || timeoutMs <= 0) {
+      throw new ConfigError(`Invalid MongoDB timeout ${timeoutMs} ms: expected a positive number`);
+    }
+    const hosts = mongoHosts(uri);
+    let client: MongoClient;
+    try {
+      client = new MongoClient(uri, {
+        serverSelectionTimeoutMS: timeoutMs,
+        connectTimeoutMS: timeoutMs,
+        ignoreUndefined: true,
+        appName: "saeflow",
+      });
+    } catch (error) {
+      const why = redact(error instanceof Error ? error.message : String(error), uri);
+      throw new ConfigError(`Invalid MongoDB URI for ${hosts}: ${why}`);
+    }
+    let step = "reach";
+    try {
+      await client.connect();
+      const db = client.db(dbName);
+      await db.command({ ping: 1 });
+      const info = await db.admin().command({ buildInfo: 1 });
+      const ferret = typeof info.ferretdbVersion === "string";
+      step = "prepare";
+      await Promise.all([
+        db.collection("features").createIndex(
+          { sae_series: 1, sae_name: 1, index: 1 },
+          { unique: true, name: "feature_key" },
+        ),
+        db.collection("saes").createIndex({ series: 1, name: 1 }, {
+          unique: true,
+          name: "sae_key",
+        }),
+        db.collection("models").createIndex({ name: 1 }, { unique: true, name: "model_key" }),
+        db.collection("datasets").createIndex({ name: 1 }, { unique: true, name: "dataset_key" }),
+        db.collection("analyses").createIndex(
+          { sae_series: 1, sae_name: 1, name: 1 },
+          { unique: true, name: "analysis_key" },
+        ),
+      ]);
+      return new MongoFeatureStore(client, db, `mongodb://${hosts}/${dbName}`, ferret);
+    } catch (error) {
+      await client.close().catch(() => {});
+      const why = redact(error instanceof Error ? error.message : String(error), uri);
+      const message = step === "reach"
+        ? `Cannot reach MongoDB at ${hosts} within ${timeoutMs} ms: ${why}`
+        : `Cannot prepare MongoDB database ${dbName} at ${hosts}: ${why}`;
+      throw new StoreUnavailableError(message, { cause: new Error(why) });
+    }
+  }
+
+  get #features(): Collection<FeatureDocument> {
+    return this.#db.collection<FeatureDocument>("features");
+  }
+
+  /** Creates the listing indexes of an analysis name once per store (best effort). */
+  async #indexAnalysis(name: string): Promise<void> {
+    if (this.#indexed.has(name)) return;
+    this.#indexed.add(name);
+    const path = `analyses.${escapeKey(name)}`;
+    for (const field of ["act_times", "max_activation"]) {
+      try {
+        await this.#features.createIndex({
+          sae_series: 1,
+          sae_name: 1,
+          [`${path}.${field}`]: -1,
+          index: 1,
+        });
+      } catch {
+        // Only a speed-up: a server that refuses (e.g. too many indexes) still sorts correctly.
+      }
+    }
+  }
+
+  // --- SAEs, models, datasets, analyses -------------------------------------------------------
+
+  /** Inserts or replaces an SAE document. */
+  async putSae(doc: SaeDoc): Promise<void> {
+    await this.#db.collection("saes").replaceOne(
+      { series: doc.series, name: doc.name },
+      encode(doc),
+      {
+        upsert: true,
+      },
+    );
+  }
+
+  /** The SAE document, or null. */
+  async getSae(series: string, name: string): Promise<SaeDoc | null> {
+    return decode<SaeDoc>(await this.#db.collection("saes").findOne({ series, name }));
+  }
+
+  /** All SAE documents (of one series when given), ordered by series then name. */
+  async listSaes(series?: string): Promise<SaeDoc[]> {
+    const docs = await this.#db.collection("saes").find(series === undefined ? {} : { series })
+      .sort({ series: 1, name: 1 }).toArray();
+    return docs.map((d) => decode<SaeDoc>(d)!);
+  }
+
+  /** Removes an SAE with its feature and analysis documents. */
+  async removeSae(series: string, name: string): Promise<RemoveSaeResult> {
+    const features = await this.#features.deleteMany({ sae_series: series, sae_name: name });
+    const analyses = await this.#db.collection("analyses").deleteMany({
+      sae_series: series,
+      sae_name: name,
+    });
+    const sae = await this.#db.collection("saes").deleteOne({ series, name });
+    return {
+      sae: sae.deletedCount > 0,
+      analyses: analyses.deletedCount,
+      features: features.deletedCount,
+    };
+  }
+
+  /** Inserts or replaces a model document. */
+  async putModel(doc: ModelDoc): Promise<void> {
+    await this.#db.collection("models").replaceOne({ name: doc.name }, encode(doc), {
+      upsert: true,
+    });
+  }
+
+  /** The model document, or null. */
+  async getModel(name: string): Promise<ModelDoc | null> {
+    return decode<ModelDoc>(await this.#db.collection("models").findOne({ name }));
+  }
+
+  /** Inserts or replaces a dataset document. */
+  async putDataset(doc: DatasetDoc): Promise<void> {
+    await this.#db.collection("datasets").replaceOne({ name: doc.name }, encode(doc), {
+      upsert: true,
+    });
+  }
+
+  /** The dataset document, or null. */
+  async getDataset(name: string): Promise<DatasetDoc | null> {
+    return decode<DatasetDoc>(await this.#db.collection("datasets").findOne({ name }));
+  }
+
+  /** Inserts or replaces an analysis document. */
+  async putAnalysis(doc: AnalysisDoc): Promise<void> {
+    checkAnalysisName(doc.name);
+    await this.#db.collection("analyses").replaceOne(
+      { sae_series: doc.sae_series, sae_name: doc.sae_name, name: doc.name },
+      encode(doc),
+      { upsert: true },
+    );
+    await this.#indexAnalysis(doc.name);
+  }
+
+  /** The analysis document, or null. */
+  async getAnalysis(series: string, saeName: string, name: string): Promise<AnalysisDoc | null> {
+    return decode<AnalysisDoc>(
+      await this.#db.collection("analyses").findOne({
+        sae_series: series,
+        sae_name: saeName,
+        name,
+      }),
+    );
+  }
+
+  /** The analysis documents of an SAE, ordered by name. */
+  async listAnalyses(series: string, saeName: string): Promise<AnalysisDoc[]> {
+    const docs = await this.#db.collection("analyses").find({
+      sae_series: series,
+      sae_name: saeName,
+    }).sort({ name: 1 }).toArray();
+    return docs.map((d) => decode<AnalysisDoc>(d)!);
+  }
+
+  /** Removes `analyses.<name>` from every feature of the SAE, and the analysis document. */
+  async removeAnalysis(
+    series: string,
+    saeName: string,
+    name: string,
+  ): Promise<RemoveAnalysisResult> {
+    const path = `analyses.${escapeKey(checkAnalysisName(name))}`;
+    const features = await this.#features.updateMany(
+      { sae_series: series, sae_name: saeName, [path]: { $exists: true } },
+      { $unset: { [path]: "" } },
+    );
+    const analysis = await this.#db.collection("analyses").deleteOne({
+      sae_series: series,
+      sae_name: saeName,
+      name,
+    });
+    return { analysis: analysis.deletedCount > 0, features: features.modifiedCount };
+  }
+
+  // --- Features -------------------------------------------------------------------------------
+
+  /**
+   * Upserts features. Each batch of {@linkcode WRITE_BATCH} records is first inserted as whole
+   * documents (unordered; the fast path of a first run); the records whose feature already
+   * exists (duplicate key) are then applied, in order, as `$set` updates in bulk writes of
+   * `updateBatch` operations.
+   */
+  async writeFeatures(records: readonly FeatureRecord[]): Promise<void> {
+    for (const r of records) checkRecord(r);
+    for (const r of records) {
+      for (const name of Object.keys(r.analyses ?? {})) await this.#indexAnalysis(name);
+    }
+    for (let start = 0; start < records.length; start += WRITE_BATCH) {
+      const batch = records.slice(start, start + WRITE_BATCH);
+      const encoded = batch.map((r) => {
+        const analyses: Document = {};
+        for (const [name, analysis] of Object.entries(r.analyses ?? {})) {
+          analyses[escapeKey(name)] = encode(analysis);
+        }
+        return {
+          r,
+          analyses,
+          logits: r.logits === undefined ? undefined : encode(r.logits),
+          interpretation: r.interpretation === undefined ? undefined : encode(r.interpretation),
+        };
+      });
+      const existing = await this.#insertNew(encoded.map((e) => {
+        const doc: FeatureDocument = {
+          _id: featureId(e.r.sae_series, e.r.sae_name, e.r.index),
+          sae_name: e.r.sae_name,
+          sae_series: e.r.sae_series,
+          index: e.r.index,
+          analyses: e.analyses,
+        };
+        if (e.logits !== undefined) doc.logits = e.logits;
+        if (e.interpretation !== undefined) doc.interpretation = e.interpretation;
+        return doc;
+      }));
+      const updates = encoded.filter((_, i) => existing.has(i)).map(
+        ({ r, analyses, logits, interpretation }) => {
+          const set: Document = {};
+          for (const [key, value] of Object.entries(analyses)) set[`analyses.${key}`] = value;
+          if (logits !== undefined) set.logits = logits;
+          if (interpretation !== undefined) set.interpretation = interpretation;
+          return {
+            updateOne: {
+              filter: this.#key(r.sae_series, r.sae_name, r.index),
+              update: updateOf(
+                set,
+                this.#ferret ? undefined : featureId(r.sae_series, r.sae_name, r.index),
+              ),
+              upsert: true,
+            },
+          };
+        },
+      );
+      for (let u = 0; u < updates.length; u += this.#updateBatch) {
+        await this.#features.bulkWrite(updates.slice(u, u + this.#updateBatch), { ordered: true });
+      }
+    }
+  }
+
+  /**
+   * The filter that finds one feature: its `_id` on FerretDB (the only field it looks up
+   * without a scan), else `(sae_series, sae_name, index)` (uniquely indexed, so documents written
+   * by other programs with other `_id`s are found too).
+   */
+  #key(series: string, name: string, index: number): Filter<FeatureDocument> {
+    return this.#ferret
+      ? { _id: featureId(series, name, index) }
+      : { sae_series: series, sae_name: name, index };
+  }
+
+  /** Inserts documents unordered; returns the positions that failed with a duplicate key. */
+  async #insertNew(docs: FeatureDocument[]): Promise<Set<number>> {
+    const existing = new Set<number>();
+    if (docs.length === 0) return existing;
+    try {
+      await this.#features.insertMany(docs, { ordered: false });
+    } catch (error) {
+      if (!(error instanceof MongoBulkWriteError)) throw error;
+      const writeErrors = Array.isArray(error.writeErrors)
+        ? error.writeErrors
+        : [error.writeErrors];
+      for (const w of writeErrors) {
+        if (w.code !== 11000) throw error;
+        existing.add(w.index);
+      }
+    }
+    return existing;
+  }
+
+  #record(raw: Document): FeatureRecord {
+    const d = decode<Record<string, unknown>>(raw)!;
+    return makeRecord(
+      d.sae_series as string,
+      d.sae_name as string,
+      d.index as number,
+      (d.analyses ?? {}) as Record<string, unknown>,
+      d.logits,
+      d.interpretation,
+    );
+  }
+
+  /** One feature with all its analyses, or null. */
+  async getFeature(series: string, name: string, index: number): Promise<FeatureRecord | null> {
+    const raw = await this.#features.findOne(this.#key(series, name, checkIndex(index)));
+    return raw ? this.#record(raw) : null;
+  }
+
+  #filter(filter: FeatureFilter): { query: Document; path: string } {
+    const o = resolveListOptions(filter);
+    const path = `analyses.${escapeKey(o.analysis)}`;
+    const query: Document = { sae_series: o.series, sae_name: o.name, [path]: { $exists: true } };
+    if (o.alive === true) query[`${path}.act_times`] = { $gt: 0 };
+    if (o.alive === false) query[`${path}.act_times`] = 0;
+    return { query, path };
+  }
+
+  /** Summaries of the features of one analysis, sorted and paged. */
+  async listFeatures(options: FeatureListOptions): Promise<FeatureSummary[]> {
+    const o = resolveListOptions(options);
+    if (o.limit === 0) return [];
+    const { query, path } = this.#filter(options);
+    const dir = o.order === "asc" ? 1 : -1;
+    const sort: Document = o.sort === "index"
+      ? { index: dir }
+      : { [`${path}.${o.sort}`]: dir, index: 1 };
+    let cursor = this.#features.find(query, {
+      projection: {
+        _id: 0,
+        index: 1,
+        [`${path}.act_times`]: 1,
+        [`${path}.max_activation`]: 1,
+        [`${path}.n_analyzed_tokens`]: 1,
+        "interpretation.text": 1,
+      },
+    }).sort(sort).skip(o.skip);
+    if (o.limit !== undefined) cursor = cursor.limit(o.limit);
+    const docs = await cursor.toArray();
+    return docs.map((raw) => {
+      const d = decode<{
+        index: number;
+        analyses: Record<
+          string,
+          { act_times: number; max_activation: number; n_analyzed_tokens: number }
+        >;
+        interpretation?: { text?: string };
+      }>(raw)!;
+      const a = d.analyses[o.analysis]!;
+      const s: FeatureSummary = {
+        index: d.index,
+        act_times: a.act_times,
+        max_activation: a.max_activation,
+        n_analyzed_tokens: a.n_analyzed_tokens,
+      };
+      if (typeof d.interpretation?.text === "string") s.interpretation_text = d.interpretation.text;
+      return s;
+    });
+  }
+
+  /** How many features `listFeatures()` would list without paging. */
+  async countFeatures(filter: FeatureFilter): Promise<number> {
+    return await this.#features.countDocuments(this.#filter(filter).query);
+  }
+
+  /** Streams feature records by ascending index, one page per pull. */
+  readFeatures(
+    series: string,
+    name: string,
+    options: ReadFeaturesOptions = {},
+  ): ReadableStream<FeatureRecord> {
+    const pageSize = resolvePageSize(options);
+    const base: Document = { sae_series: series, sae_name: name };
+    let projection: Document = { _id: 0 };
+    if (options.analysis !== undefined) {
+      const path = `analyses.${escapeKey(options.analysis)}`;
+      base[path] = { $exists: true };
+      projection = {
+        _id: 0,
+        sae_series: 1,
+        sae_name: 1,
+        index: 1,
+        [path]: 1,
+        logits: 1,
+        interpretation: 1,
+      };
+    }
+    const find = async (query: Document, limit: number) =>
+      (await this.#features.find({ ...base, ...query }, { projection }).sort({ index: 1 })
+        .limit(limit).toArray()).map((raw) => this.#record(raw));
+
+    if (options.indices) {
+      const pages = indexPages(options.indices, pageSize);
+      return pagedStream(0, async (i) => {
+        const page = pages[i];
+        return page
+          ? { records: await find({ index: { $in: page } }, page.length), cursor: i + 1 }
+          : null;
+      });
+    }
+    // One cursor for the whole stream (a collection scan on servers without indexes, such as
+    // FerretDB, happens once, not once per page); the driver fetches `pageSize` documents per
+    // round trip, only when the consumer pulls. If the server drops the cursor (a consumer idle
+    // past the server's cursor timeout), reading resumes after the last index delivered.
+    let cursor: FindCursor<Document> | undefined;
+    let after = -1;
+    const open = () =>
+      this.#features.find({ ...base, index: { $gt: after } }, { projection })
+        .sort({ index: 1 }).batchSize(pageSize);
+    return new ReadableStream<FeatureRecord>({
+      pull: async (controller) => {
+        cursor ??= open();
+        try {
+          let raw: Document | null;
+          try {
+            raw = await cursor.next();
+          } catch (error) {
+            if (!(error instanceof MongoServerError && error.code === CURSOR_NOT_FOUND)) {
+              throw error;
+            }
+            cursor = open();
+            raw = await cursor.next();
+          }
+          if (raw === null) {
+            await cursor.close();
+            controller.close();
+            return;
+          }
+          const record = this.#record(raw);
+          after = record.index;
+          controller.enqueue(record);
+        } catch (error) {
+          await cursor.close().catch(() => {});
+          throw error;
+        }
+      },
+      cancel: async () => {
+        await cursor?.close();
+      },
+    }, { highWaterMark: 0 });
+  }
+
+  /**
+   * Drops the whole database (every SAE, model and feature in it). For tests and clean-ups.
+   *
+   * @example
+   * ```ts ignore
+   * await store.dropDatabase();
+   * ```
+   */
+  async dropDatabase(): Promise<void> {
+    await this.#db.dropDatabase();
+  }
+
+  /** Closes the connection. Idempotent. */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    await this.#client.close();
+  }
+
+  /** Same as {@linkcode MongoFeatureStore.close}. */
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
+  }
+}

@@ -1,0 +1,229 @@
+/**
+ * The `FeatureStore` interface and the documents it keeps (DESIGN.md, "Store").
+ *
+ * Two implementations, one contract: {@linkcode MongoFeatureStore} (`mongo.ts`) and
+ * {@linkcode SqliteFeatureStore} (`sqlite.ts`); `openStore()` (`open.ts`) picks one.
+ *
+ * **Where `act_times` lives.** Feature listing sorts and filters on one analysis' `act_times` or
+ * `max_activation`, so both stores keep them reachable without decoding the samples:
+ * - MongoDB keeps the feature document of DESIGN.md, `analyses.<name>.act_times` /
+ *   `.max_activation` / `.n_analyzed_tokens` as plain numbers beside the binary arrays, and sorts
+ *   on those paths; an index `(sae_series, sae_name, analyses.<name>.act_times)` (and one for
+ *   `max_activation`) is created the first time an analysis name is written (best effort).
+ * - SQLite keeps one `features` row per feature (logits, interpretation and the interpretation
+ *   text) and one `feature_analyses` row per (feature, analysis) with indexed numeric columns
+ *   `act_times`, `max_activation`, `n_analyzed_tokens` and the whole analysis as a blob.
+ *
+ * @module
+ */
+
+import type { FeatureRecord } from "../types.ts";
+
+/**
+ * The analysis name used when none is given (the seed's `feature_analysis_name`).
+ *
+ * @example
+ * ```ts
+ * import { DEFAULT_ANALYSIS } from "./types.ts";
+ * console.assert(DEFAULT_ANALYSIS === "default");
+ * ```
+ */
+export const DEFAULT_ANALYSIS = "default";
+
+/** An SAE known to the store, keyed by `(series, name)`. */
+export interface SaeDoc {
+  /** The SAE name (`sae_name`). */
+  name: string;
+  /** The SAE series (`sae_series`). */
+  series: string;
+  /** Where the checkpoint was loaded from. */
+  path: string;
+  /** The SAE's configuration as loaded (plain JSON data). */
+  config: Record<string, unknown>;
+  /** Number of features. */
+  d_sae: number;
+  /** Input width. */
+  d_model: number;
+  /** The hook point it reads, e.g. `blocks.6.hook_resid_post`. */
+  hook_point: string;
+  /** The model name (a {@linkcode ModelDoc} name). */
+  model: string;
+}
+
+/** A language model known to the store, keyed by `name`. */
+export interface ModelDoc {
+  /** The model name (`model_name`). */
+  name: string;
+  /** Its configuration (plain JSON data). */
+  config: Record<string, unknown>;
+  /** Token id → display string, so that no viewer needs the tokenizer. */
+  vocab: string[];
+}
+
+/** A dataset known to the store, keyed by `name`. */
+export interface DatasetDoc {
+  /** The dataset name (`[datasets."NAME"]`). */
+  name: string;
+  /** Its configuration (plain JSON data). */
+  config: Record<string, unknown>;
+}
+
+/** Status of an analysis: complete only when every feature has been written. */
+export type AnalysisStatus = "running" | "complete" | "failed";
+
+/** One analysis run of an SAE, keyed by `(sae_series, sae_name, name)`. */
+export interface AnalysisDoc {
+  sae_series: string;
+  sae_name: string;
+  /** The analysis name (`feature_analysis_name`, default `default`). */
+  name: string;
+  /** The resolved settings it ran with (plain JSON data). */
+  settings: Record<string, unknown>;
+  status: AnalysisStatus;
+  /** Why it failed, when `status` is `failed`. */
+  error?: string;
+  /** Analyzed tokens. */
+  n_analyzed_tokens: number;
+  /** ISO 8601. */
+  started_at: string;
+  /** ISO 8601; `null` while running. */
+  finished_at: string | null;
+  /** Seconds per stage or phase, by name. */
+  timings: Record<string, number>;
+}
+
+/** What `removeSae()` removed. */
+export interface RemoveSaeResult {
+  /** Whether the SAE document existed. */
+  sae: boolean;
+  /** Analysis documents removed. */
+  analyses: number;
+  /** Feature documents removed. */
+  features: number;
+}
+
+/** What `removeAnalysis()` removed. */
+export interface RemoveAnalysisResult {
+  /** Whether the analysis document existed. */
+  analysis: boolean;
+  /** Feature documents from which `analyses.<name>` was removed. */
+  features: number;
+}
+
+/** Which features of one SAE a count or listing covers. */
+export interface FeatureFilter {
+  series: string;
+  /** The SAE name. */
+  name: string;
+  /** Only features that have this analysis; default `default`. */
+  analysis?: string;
+  /** `true`: only features with `act_times > 0`; `false`: only dead ones; absent: all. */
+  alive?: boolean;
+}
+
+/** A feature listing: a {@linkcode FeatureFilter} with order and paging. */
+export interface FeatureListOptions extends FeatureFilter {
+  /** Sort key; default `index`. Ties are broken by ascending index. */
+  sort?: "index" | "act_times" | "max_activation";
+  /** Default `asc` for `index`, `desc` otherwise. */
+  order?: "asc" | "desc";
+  /** Features to skip; default 0. */
+  skip?: number;
+  /** At most this many; default: no limit. */
+  limit?: number;
+}
+
+/** A lightweight summary of one feature under one analysis. */
+export interface FeatureSummary {
+  index: number;
+  act_times: number;
+  max_activation: number;
+  n_analyzed_tokens: number;
+  /** The interpretation's text, when the feature has one. */
+  interpretation_text?: string;
+}
+
+/** Options of `readFeatures()`. */
+export interface ReadFeaturesOptions {
+  /**
+   * Only features that have this analysis, each with only this analysis in `analyses`; absent:
+   * every feature document of the SAE with all its analyses.
+   */
+  analysis?: string;
+  /** Only these feature indices (missing ones are skipped); absent: all. */
+  indices?: readonly number[];
+  /** Records fetched per page; default 256. */
+  pageSize?: number;
+}
+
+/**
+ * Where features and their metadata are kept. Feature writes are idempotent upserts keyed on
+ * `(sae_series, sae_name, index)`; every method is async; `close()` (or `await using`) releases
+ * the connection or file.
+ *
+ * @example
+ * ```ts
+ * import { openStore } from "./open.ts";
+ * const dir = await Deno.makeTempDir();
+ * await using store = await openStore({ outputDir: dir });
+ * await store.putDataset({ name: "demo", config: { path: "demo.jsonl" } });
+ * console.assert((await store.getDataset("demo"))?.config.path === "demo.jsonl");
+ * ```
+ */
+export interface FeatureStore extends AsyncDisposable {
+  /** Where the data goes, for summaries: `mongodb://host:port/db` (no credentials) or a path. */
+  readonly location: string;
+
+  /** Inserts or replaces an SAE document. */
+  putSae(doc: SaeDoc): Promise<void>;
+  /** The SAE document, or null. */
+  getSae(series: string, name: string): Promise<SaeDoc | null>;
+  /** All SAE documents (of one series when given), ordered by series then name. */
+  listSaes(series?: string): Promise<SaeDoc[]>;
+  /** Removes an SAE with its feature and analysis documents. */
+  removeSae(series: string, name: string): Promise<RemoveSaeResult>;
+
+  /** Inserts or replaces a model document. */
+  putModel(doc: ModelDoc): Promise<void>;
+  /** The model document, or null. */
+  getModel(name: string): Promise<ModelDoc | null>;
+
+  /** Inserts or replaces a dataset document. */
+  putDataset(doc: DatasetDoc): Promise<void>;
+  /** The dataset document, or null. */
+  getDataset(name: string): Promise<DatasetDoc | null>;
+
+  /** Inserts or replaces an analysis document. */
+  putAnalysis(doc: AnalysisDoc): Promise<void>;
+  /** The analysis document, or null. */
+  getAnalysis(series: string, saeName: string, name: string): Promise<AnalysisDoc | null>;
+  /** The analysis documents of an SAE, ordered by name. */
+  listAnalyses(series: string, saeName: string): Promise<AnalysisDoc[]>;
+  /** Removes `analyses.<name>` from every feature of the SAE, and the analysis document. */
+  removeAnalysis(series: string, saeName: string, name: string): Promise<RemoveAnalysisResult>;
+
+  /**
+   * Upserts features in batches: each analysis present in `record.analyses` replaces
+   * `analyses.<name>`, `logits` and `interpretation` replace theirs when present; nothing else of
+   * the stored feature changes. Records for the same feature are applied in order.
+   */
+  writeFeatures(records: readonly FeatureRecord[]): Promise<void>;
+  /** One feature with all its analyses and typed arrays restored, or null. */
+  getFeature(series: string, name: string, index: number): Promise<FeatureRecord | null>;
+  /** Summaries of the features of one analysis, sorted and paged. */
+  listFeatures(options: FeatureListOptions): Promise<FeatureSummary[]>;
+  /** How many features {@linkcode FeatureStore.listFeatures} would list without paging. */
+  countFeatures(filter: FeatureFilter): Promise<number>;
+  /**
+   * Streams feature records by ascending index, one page per pull (nothing is read before the
+   * consumer asks; cancelling stops reading).
+   */
+  readFeatures(
+    series: string,
+    name: string,
+    options?: ReadFeaturesOptions,
+  ): ReadableStream<FeatureRecord>;
+
+  /** Releases the connection or file; further calls fail. Idempotent. */
+  close(): Promise<void>;
+}

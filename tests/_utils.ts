@@ -1,0 +1,103 @@
+/**
+ * Utilities for tests that need services (MongoDB) or scratch space.
+ *
+ * MongoDB: a test that needs it is registered with {@linkcode mongoTest} (or gets `ignore:
+ * mongoIgnored(name)` and calls {@linkcode withMongo}). When `MONGO_URI` is unset the test is
+ * skipped with a visible `SKIPPED:` line, unless `REQUIRE_MONGO=1` (as CI sets), in which case
+ * it runs and fails. Each use gets its own database (random suffix), dropped at the end; the
+ * connection is always closed.
+ *
+ * @module
+ */
+
+import { MongoFeatureStore } from "../lib/store/mongo.ts";
+
+/** The MongoDB URI tests use (`MONGO_URI`), or undefined when unset. */
+export function mongoUri(): string | undefined {
+  const uri = Deno.env.get("MONGO_URI")?.trim();
+  return uri ? uri : undefined;
+}
+
+/** Whether MongoDB tests must run (`REQUIRE_MONGO=1`): then a missing server fails them. */
+export function mongoRequired(): boolean {
+  return Deno.env.get("REQUIRE_MONGO") === "1";
+}
+
+/**
+ * The `ignore` flag for a test that needs MongoDB: true (and prints `SKIPPED: <name>: ...`) when
+ * `MONGO_URI` is unset and `REQUIRE_MONGO` is not `1`.
+ */
+export function mongoIgnored(testName: string): boolean {
+  if (mongoUri() !== undefined || mongoRequired()) return false;
+  console.log(`SKIPPED: ${testName}: MONGO_URI unset (set it, or REQUIRE_MONGO=1 to fail instead)`);
+  return true;
+}
+
+/** A database name no other test uses: `saeflow_test_<label>_<random>` (at most 63 chars). */
+export function randomDbName(label = "db"): string {
+  const clean = label.toLowerCase().replace(/[^a-z0-9]+/g, "_").slice(0, 30);
+  return `saeflow_test_${clean}_${crypto.randomUUID().slice(0, 8)}`;
+}
+
+/** What {@linkcode withMongo} hands a test. */
+export interface MongoTestEnv {
+  /** The server URI (from `MONGO_URI`). */
+  uri: string;
+  /** This test's own database name; dropped after the test. */
+  db: string;
+  /** An open store on that database (closed after the test). */
+  store: MongoFeatureStore;
+}
+
+/**
+ * Runs `fn` with its own MongoDB database and an open store on it, then drops the database and
+ * closes the store whatever happens.
+ *
+ * @throws {Error} When `MONGO_URI` is unset (the test should have been ignored, or
+ * `REQUIRE_MONGO=1` says it must not be).
+ */
+export async function withMongo<T>(
+  t: Deno.TestContext | string,
+  fn: (env: MongoTestEnv) => Promise<T>,
+): Promise<T> {
+  const uri = mongoUri();
+  if (uri === undefined) {
+    throw new Error("MongoDB test cannot run: REQUIRE_MONGO=1 but MONGO_URI is unset");
+  }
+  const db = randomDbName(typeof t === "string" ? t : t.name);
+  const store = await MongoFeatureStore.open({ uri, db, timeoutMs: 10_000 });
+  try {
+    return await fn({ uri, db, store });
+  } finally {
+    try {
+      await store.dropDatabase();
+    } finally {
+      await store.close();
+    }
+  }
+}
+
+/**
+ * Registers a test that needs MongoDB: skipped with a visible message when `MONGO_URI` is unset
+ * (unless `REQUIRE_MONGO=1`), else run inside {@linkcode withMongo}.
+ */
+export function mongoTest(
+  name: string,
+  fn: (env: MongoTestEnv, t: Deno.TestContext) => Promise<void>,
+): void {
+  Deno.test({
+    name,
+    ignore: mongoIgnored(name),
+    fn: (t) => withMongo(t, (env) => fn(env, t)),
+  });
+}
+
+/** Runs `fn` with a fresh temporary directory, removed afterwards. */
+export async function withTempDir<T>(fn: (dir: string) => Promise<T>): Promise<T> {
+  const dir = await Deno.makeTempDir({ prefix: "saeflow_test_" });
+  try {
+    return await fn(dir);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+}

@@ -1,0 +1,551 @@
+/**
+ * One contract suite for {@linkcode FeatureStore}, run unchanged against SQLite (a temporary
+ * directory) and MongoDB (`MONGO_URI`, e.g. FerretDB; see tests/_utils.ts for skipping).
+ */
+
+import assert from "node:assert/strict";
+import { ConfigError, StoreUnavailableError } from "../lib/errors.ts";
+import {
+  type AnalysisDoc,
+  type FeatureStore,
+  featureToJson,
+  MongoFeatureStore,
+  openStore,
+  type SaeDoc,
+  SqliteFeatureStore,
+} from "../lib/store/mod.ts";
+import type { FeatureAnalysis, FeatureRecord, Interpretation, Sample } from "../lib/types.ts";
+import { mongoIgnored, withMongo, withTempDir } from "./_utils.ts";
+
+// --- Deterministic, realistic records -------------------------------------------------------
+
+function rng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+function sample(rand: () => number, peakScale: number, window = 64): Sample {
+  const tokens = new Int32Array(window);
+  const acts = new Float32Array(window);
+  for (let i = 0; i < window; i++) {
+    tokens[i] = Math.floor(rand() * 50_000);
+    acts[i] = rand() < 0.3 ? Math.fround(rand() * peakScale) : 0;
+  }
+  const peakPos = Math.floor(rand() * window);
+  acts[peakPos] = Math.fround(peakScale);
+  return {
+    tokens,
+    acts,
+    peak: acts[peakPos]!,
+    peak_pos: peakPos,
+    source: "pile",
+    shard: Math.floor(rand() * 4),
+    row: Math.floor(rand() * 100_000),
+    offset: 0,
+  };
+}
+
+/** A feature's analysis; `actTimes` 0 gives a dead feature. */
+function analysis(seed: number, actTimes: number, maxActivation: number): FeatureAnalysis {
+  const rand = rng(seed);
+  const dead = actTimes === 0;
+  const counts = new Float64Array(24);
+  for (let i = 0; i < counts.length; i++) counts[i] = dead ? 0 : Math.floor(rand() * 100);
+  return {
+    act_times: actTimes,
+    n_analyzed_tokens: 1_000_000,
+    max_activation: maxActivation,
+    mean: dead ? 0 : maxActivation / 3,
+    std: dead ? 0 : maxActivation / 7,
+    histogram: { relative_accuracy: 0.01, index_offset: -40 + (seed % 7), counts },
+    quantiles: [0.5, 0.9, 0.99].map((q) => ({ q, value: dead ? 0 : maxActivation * q })),
+    samplings: dead ? [] : [
+      {
+        name: "top_activations",
+        band: null,
+        samples: [sample(rand, maxActivation), sample(rand, maxActivation * 0.9)],
+      },
+      { name: "subsample-0.5", band: [0.25, 0.5], samples: [sample(rand, maxActivation * 0.4)] },
+      { name: "non_activating", band: null, samples: [sample(rand, 0)] },
+    ],
+  };
+}
+
+function record(
+  series: string,
+  name: string,
+  index: number,
+  analyses: Record<string, FeatureAnalysis>,
+): FeatureRecord {
+  return { sae_series: series, sae_name: name, index, analyses };
+}
+
+function interpretation(text: string): Interpretation {
+  return {
+    text,
+    method: "openai",
+    model: "gpt-4o-mini",
+    scores: {
+      detection: {
+        accuracy: 0.8,
+        precision: 0.75,
+        recall: 0.9,
+        f1: 0.818,
+        balanced_accuracy: 0.8,
+        tp: 9,
+        fp: 3,
+        tn: 7,
+        fn: 1,
+      },
+      fuzzing: { skipped: "no samples" },
+    },
+    passed: true,
+    at: "2025-01-01T00:00:00.000Z",
+  };
+}
+
+function logitsOf(seed: number): NonNullable<FeatureRecord["logits"]> {
+  const rand = rng(seed);
+  return {
+    top_positive: [{ token: " cat", id: 3797, logit: Math.fround(rand() * 3) }],
+    top_negative: [{ token: " the", id: 262, logit: -Math.fround(rand() * 3) }],
+    histogram: { edges: new Float64Array([-1, 0, 1]), counts: new Float64Array([12, 40]) },
+  };
+}
+
+async function readAll(stream: ReadableStream<FeatureRecord>): Promise<FeatureRecord[]> {
+  const out: FeatureRecord[] = [];
+  for await (const r of stream) out.push(r);
+  return out;
+}
+
+function bytesOf(a: ArrayBufferView): number[] {
+  return Array.from(new Uint8Array(a.buffer, a.byteOffset, a.byteLength));
+}
+
+// --- The contract ---------------------------------------------------------------------------
+
+type StoreFactory = () => Promise<{ store: FeatureStore; cleanup: () => Promise<void> }>;
+
+async function contract(label: string, t: Deno.TestContext, factory: StoreFactory) {
+  const { store, cleanup } = await factory();
+  try {
+    await t.step("re-writing an analysis replaces its values and never duplicates", async () => {
+      const first = [0, 1, 2, 3, 4].map((i) =>
+        record("s", "dup", i, { default: analysis(i, 10 + i, 1 + i) })
+      );
+      const second = [0, 1, 2, 3, 4].map((i) =>
+        record("s", "dup", i, { default: analysis(100 + i, 50 + i, 9 + i) })
+      );
+      await store.writeFeatures(first);
+      await store.writeFeatures(second);
+      assert.equal(await store.countFeatures({ series: "s", name: "dup" }), 5);
+      assert.equal((await readAll(store.readFeatures("s", "dup"))).length, 5);
+      assert.deepEqual(await store.getFeature("s", "dup", 3), second[3]);
+    });
+
+    await t.step("a second analysis name coexists with the first", async () => {
+      await store.writeFeatures(
+        [0, 1, 2].map((i) => record("s", "dup", i, { other: analysis(200 + i, 7, 0.5) })),
+      );
+      const f = await store.getFeature("s", "dup", 1);
+      assert.deepEqual(Object.keys(f!.analyses), ["default", "other"]);
+      assert.deepEqual(f!.analyses.default, analysis(101, 51, 10));
+      assert.deepEqual(f!.analyses.other, analysis(201, 7, 0.5));
+      assert.equal(await store.countFeatures({ series: "s", name: "dup", analysis: "other" }), 3);
+      assert.equal(await store.countFeatures({ series: "s", name: "dup" }), 5);
+    });
+
+    await t.step("logits and interpretation are set without clobbering analyses", async () => {
+      await store.writeFeatures([{ ...record("s", "dup", 2, {}), logits: logitsOf(2) }]);
+      await store.writeFeatures([{
+        ...record("s", "dup", 2, {}),
+        interpretation: interpretation("cats"),
+      }]);
+      // Re-writing an analysis keeps logits and interpretation.
+      await store.writeFeatures([record("s", "dup", 2, { default: analysis(102, 52, 11) })]);
+      const f = await store.getFeature("s", "dup", 2);
+      assert.deepEqual(f, {
+        sae_name: "dup",
+        sae_series: "s",
+        index: 2,
+        analyses: { default: analysis(102, 52, 11), other: analysis(202, 7, 0.5) },
+        logits: logitsOf(2),
+        interpretation: interpretation("cats"),
+      });
+      const listed = await store.listFeatures({ series: "s", name: "dup", limit: 3 });
+      assert.deepEqual(listed.map((s) => s.interpretation_text), [undefined, undefined, "cats"]);
+      // A feature known only through its logits exists, with no analyses.
+      await store.writeFeatures([{ ...record("s", "dup", 9, {}), logits: logitsOf(9) }]);
+      assert.deepEqual((await store.getFeature("s", "dup", 9))?.analyses, {});
+      assert.equal(await store.countFeatures({ series: "s", name: "dup" }), 5);
+    });
+
+    await t.step("getFeature() round-trips typed arrays and odd numbers bitwise", async () => {
+      const nanWithPayload = new Float32Array(new Uint32Array([0x7fc00123]).buffer)[0]!;
+      const f32 = new Float32Array([
+        0.1,
+        -0,
+        1e-45,
+        1.1754942e-38,
+        3.4028234663852886e38,
+        -3.4028234663852886e38,
+        Infinity,
+        -Infinity,
+        nanWithPayload,
+        Math.fround(Math.PI),
+      ]);
+      const a = analysis(7, 3, 2.5);
+      a.samplings[0]!.samples[0]!.acts = f32;
+      a.samplings[0]!.samples[0]!.tokens = new Int32Array([-(2 ** 31), 2 ** 31 - 1, 0, -1]);
+      a.histogram.counts = new Float64Array([5e-324, Number.MAX_VALUE, NaN, -0, 1 / 3]);
+      a.std = NaN;
+      a.mean = -0;
+      a.quantiles = [{ q: 0.5, value: Infinity }];
+      const rec: FeatureRecord = {
+        ...record("s", "odd", 0, { default: a }),
+        interpretation: { ...interpretation("odd"), consistency: -Infinity },
+      };
+      await store.writeFeatures([rec]);
+      const back = await store.getFeature("s", "odd", 0);
+      const b = back!.analyses.default!;
+      const acts = b.samplings[0]!.samples[0]!.acts;
+      assert.ok(acts instanceof Float32Array, "acts come back as a Float32Array");
+      assert.deepEqual(bytesOf(acts), bytesOf(f32));
+      const tokens = b.samplings[0]!.samples[0]!.tokens;
+      assert.ok(tokens instanceof Int32Array, "tokens come back as an Int32Array");
+      assert.deepEqual(Array.from(tokens), [-(2 ** 31), 2 ** 31 - 1, 0, -1]);
+      assert.ok(b.histogram.counts instanceof Float64Array);
+      assert.deepEqual(bytesOf(b.histogram.counts), bytesOf(a.histogram.counts));
+      assert.ok(Number.isNaN(b.std) && Object.is(b.mean, -0));
+      assert.equal(b.quantiles[0]!.value, Infinity);
+      assert.equal(back!.interpretation?.consistency, -Infinity);
+      assert.deepEqual(back, rec);
+      assert.equal(await store.getFeature("s", "odd", 1), null);
+    });
+
+    await t.step(
+      "listFeatures() sorts by act_times and max_activation, pages and filters",
+      async (t) => {
+        const actTimes = [5, 0, 9, 5, 0, 12, 1, 9, 3, 0, 7, 5];
+        const maxAct = [2.5, 0, 1.5, 4, 0, 0.25, 8, 1.5, 3, 0, 6, 2.5];
+        await store.writeFeatures(
+          actTimes.map((n, i) => record("s", "list", i, { default: analysis(i, n, maxAct[i]!) })),
+        );
+        const byKey = (key: number[], dir: 1 | -1) =>
+          actTimes.map((_, i) => i).sort((x, y) => dir * (key[x]! - key[y]!) || x - y);
+        const cases = [
+          { opts: { sort: "act_times" as const }, want: byKey(actTimes, -1) },
+          { opts: { sort: "act_times" as const, order: "asc" as const }, want: byKey(actTimes, 1) },
+          {
+            opts: { sort: "act_times" as const, skip: 2, limit: 4 },
+            want: byKey(actTimes, -1).slice(2, 6),
+          },
+          {
+            opts: { sort: "max_activation" as const, alive: true },
+            want: byKey(maxAct, -1).filter((i) => actTimes[i]! > 0),
+          },
+          {
+            opts: { sort: "index" as const, alive: false },
+            want: [1, 4, 9],
+          },
+          { opts: { order: "desc" as const, limit: 3 }, want: [11, 10, 9] },
+          { opts: { limit: 0 }, want: [] },
+        ];
+        for (const { opts, want } of cases) {
+          await t.step(JSON.stringify(opts), async () => {
+            const got = await store.listFeatures({ series: "s", name: "list", ...opts });
+            assert.deepEqual(got.map((s) => s.index), want);
+          });
+        }
+        const [top] = await store.listFeatures({
+          series: "s",
+          name: "list",
+          sort: "act_times",
+          limit: 1,
+        });
+        assert.deepEqual(top, {
+          index: 5,
+          act_times: 12,
+          max_activation: 0.25,
+          n_analyzed_tokens: 1_000_000,
+        });
+        assert.equal(await store.countFeatures({ series: "s", name: "list", alive: true }), 9);
+        assert.equal(await store.countFeatures({ series: "s", name: "list", alive: false }), 3);
+        assert.equal(await store.countFeatures({ series: "s", name: "list", analysis: "nope" }), 0);
+      },
+    );
+
+    await t.step("readFeatures() pages lazily, by indices and by analysis", async () => {
+      // Nothing is read before the consumer pulls: a feature written after the stream was
+      // created but before the first read shows up.
+      const stream = store.readFeatures("s", "list", { pageSize: 2 });
+      await store.writeFeatures([record("s", "list", 500, { default: analysis(500, 1, 1) })]);
+      assert.deepEqual(
+        (await readAll(stream)).map((r) => r.index),
+        [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 500],
+      );
+
+      const picked = await readAll(
+        store.readFeatures("s", "list", { indices: [7, 2, 2, 999, 500], pageSize: 2 }),
+      );
+      assert.deepEqual(picked.map((r) => r.index), [2, 7, 500]);
+      assert.deepEqual(picked[1], record("s", "list", 7, { default: analysis(7, 9, 1.5) }));
+
+      const only = await readAll(store.readFeatures("s", "dup", { analysis: "other" }));
+      assert.deepEqual(only.map((r) => r.index), [0, 1, 2]);
+      assert.deepEqual(only.map((r) => Object.keys(r.analyses)), [["other"], ["other"], ["other"]]);
+      assert.deepEqual(only[2]!.logits, logitsOf(2));
+
+      // Cancelling stops the stream without error.
+      const cancelled = store.readFeatures("s", "list", { pageSize: 1 }).getReader();
+      await cancelled.read();
+      await cancelled.cancel();
+    });
+
+    await t.step(
+      "removeAnalysis() removes analyses.<name> from every feature and its doc",
+      async () => {
+        const doc: AnalysisDoc = {
+          sae_series: "s",
+          sae_name: "dup",
+          name: "other",
+          settings: { n: 1 },
+          status: "complete",
+          n_analyzed_tokens: 1000,
+          started_at: "2025-01-01T00:00:00.000Z",
+          finished_at: "2025-01-01T00:01:00.000Z",
+          timings: { analyze: 60 },
+        };
+        await store.putAnalysis(doc);
+        assert.deepEqual(await store.getAnalysis("s", "dup", "other"), doc);
+        assert.deepEqual(await store.removeAnalysis("s", "dup", "other"), {
+          analysis: true,
+          features: 3,
+        });
+        assert.equal(await store.getAnalysis("s", "dup", "other"), null);
+        assert.equal(await store.countFeatures({ series: "s", name: "dup", analysis: "other" }), 0);
+        const f = await store.getFeature("s", "dup", 2);
+        assert.deepEqual(Object.keys(f!.analyses), ["default"]);
+        assert.deepEqual(f!.logits, logitsOf(2));
+      },
+    );
+
+    await t.step("SAE, model, dataset and analysis documents round-trip", async () => {
+      const sae = (name: string): SaeDoc => ({
+        name,
+        series: "s",
+        path: `/ckpt/${name}`,
+        config: { "hook.point": "blocks.0.hook_resid_post", $odd: [1, 2.5, "x"], "100%": null },
+        d_sae: 3072,
+        d_model: 768,
+        hook_point: "blocks.0.hook_resid_post",
+        model: "gpt2",
+      });
+      await store.putSae(sae("b"));
+      await store.putSae(sae("a"));
+      await store.putSae({ ...sae("c"), series: "t" });
+      assert.deepEqual(await store.getSae("s", "b"), sae("b"));
+      assert.deepEqual((await store.listSaes()).map((d) => `${d.series}/${d.name}`), [
+        "s/a",
+        "s/b",
+        "t/c",
+      ]);
+      assert.deepEqual((await store.listSaes("s")).map((d) => d.name), ["a", "b"]);
+      await store.putModel({ name: "gpt2", config: { n_layer: 12 }, vocab: ["!", '"', " the"] });
+      await store.putModel({ name: "gpt2", config: { n_layer: 12 }, vocab: ["!", '"', " cat"] });
+      assert.deepEqual((await store.getModel("gpt2"))?.vocab, ["!", '"', " cat"]);
+      await store.putDataset({ name: "pile", config: { "data.files": ["a.jsonl"] } });
+      assert.deepEqual(await store.getDataset("pile"), {
+        name: "pile",
+        config: { "data.files": ["a.jsonl"] },
+      });
+      assert.equal(await store.getModel("nope"), null);
+      const running: AnalysisDoc = {
+        sae_series: "s",
+        sae_name: "a",
+        name: "default",
+        settings: {},
+        status: "running",
+        n_analyzed_tokens: 0,
+        started_at: "2025-01-01T00:00:00.000Z",
+        finished_at: null,
+        timings: {},
+      };
+      await store.putAnalysis(running);
+      await store.putAnalysis({ ...running, name: "b", status: "failed", error: "boom" });
+      await store.putAnalysis({ ...running, status: "complete", n_analyzed_tokens: 5 });
+      assert.deepEqual(
+        (await store.listAnalyses("s", "a")).map((d) => [d.name, d.status, d.error]),
+        [["b", "failed", "boom"], ["default", "complete", undefined]],
+      );
+    });
+
+    await t.step("removeSae() removes the SAE, its features and its analyses only", async () => {
+      await store.writeFeatures(
+        [0, 1, 2].map((i) => record("s", "a", i, { default: analysis(i, 1, 1) })),
+      );
+      await store.writeFeatures([record("s", "b", 0, { default: analysis(0, 1, 1) })]);
+      assert.deepEqual(await store.removeSae("s", "a"), { sae: true, analyses: 2, features: 3 });
+      assert.equal(await store.getSae("s", "a"), null);
+      assert.equal(await store.getFeature("s", "a", 0), null);
+      assert.deepEqual(await store.listAnalyses("s", "a"), []);
+      assert.ok(await store.getSae("s", "b"));
+      assert.ok(await store.getFeature("s", "b", 0));
+      assert.deepEqual(await store.removeSae("s", "zzz"), { sae: false, analyses: 0, features: 0 });
+    });
+
+    await t.step("bad input is refused with a clear error", async () => {
+      await assert.rejects(
+        () => store.writeFeatures([record("s", "x", -1, {})]),
+        (e) =>
+          e instanceof RangeError &&
+          e.message === "Invalid feature index -1: expected a non-negative integer",
+      );
+      await assert.rejects(
+        () => store.listFeatures({ series: "s", name: "x", analysis: "" }),
+        (e) =>
+          e instanceof ConfigError &&
+          /^Invalid analysis name "": expected a non-empty string$/.test(e.message),
+      );
+      await assert.rejects(
+        async () => await store.listFeatures({ series: "s", name: "x", skip: -2 }),
+        (e) =>
+          e instanceof RangeError &&
+          e.message === "Invalid skip -2: expected a non-negative integer",
+      );
+    });
+
+    await t.step("a bulk write of 10000 realistic features is fully readable", async () => {
+      const n = 10_000;
+      const records = Array.from(
+        { length: n },
+        (_, i) => record("s", "bulk", i, { default: analysis(i, i % 17, 1 + (i % 101) / 10) }),
+      );
+      const started = performance.now();
+      await store.writeFeatures(records);
+      const ms = Math.round(performance.now() - started);
+      console.log(`bulk write ${n} features: ${label} ${ms} ms`);
+      let count = 0;
+      for await (
+        const r of store.readFeatures("s", "bulk", { analysis: "default", pageSize: 1000 })
+      ) {
+        if (r.index !== count) assert.fail(`expected feature ${count}, read ${r.index}`);
+        if (r.index % 997 === 0) assert.deepEqual(r, records[r.index]);
+        count++;
+      }
+      assert.equal(count, n);
+    });
+  } finally {
+    await cleanup();
+  }
+}
+
+Deno.test("the SQLite store keeps the FeatureStore contract", async (t) => {
+  await withTempDir(async (dir) => {
+    await contract("sqlite", t, async () => {
+      const store = await openStore({ outputDir: `${dir}/out` });
+      assert.ok(store instanceof SqliteFeatureStore);
+      assert.equal(store.location, `${dir}/out/saeflow.sqlite`);
+      return { store, cleanup: () => store.close() };
+    });
+  });
+});
+
+const MONGO_CONTRACT = "the MongoDB store keeps the FeatureStore contract";
+Deno.test({
+  name: MONGO_CONTRACT,
+  ignore: mongoIgnored(MONGO_CONTRACT),
+  fn: async (t) => {
+    await withMongo(t, async ({ store }) => {
+      await contract(
+        "mongodb",
+        t,
+        () => Promise.resolve({ store, cleanup: () => Promise.resolve() }),
+      );
+    });
+  },
+});
+
+const JSON_SAME = "featureToJson() prints byte-identical JSON from SQLite and MongoDB";
+Deno.test({
+  name: JSON_SAME,
+  ignore: mongoIgnored(JSON_SAME),
+  fn: async (t) => {
+    await withTempDir((dir) =>
+      withMongo(t, async ({ store: mongo }) => {
+        await using sqlite = SqliteFeatureStore.open({ outputDir: dir });
+        const vocab = Array.from({ length: 40_000 }, (_, i) => `tok${i}`);
+        vocab[3797] = " cat";
+        for (const store of [sqlite, mongo]) {
+          // Logits first, then two analyses, then the interpretation: field order differs by store.
+          await store.writeFeatures([{ ...record("s", "j", 4, {}), logits: logitsOf(4) }]);
+          await store.writeFeatures([
+            record("s", "j", 4, { zeta: analysis(1, 3, 2), alpha: analysis(2, 4, 1) }),
+          ]);
+          await store.writeFeatures([{
+            ...record("s", "j", 4, {}),
+            interpretation: interpretation("x"),
+          }]);
+        }
+        const a = JSON.stringify(featureToJson((await sqlite.getFeature("s", "j", 4))!, vocab));
+        const b = JSON.stringify(featureToJson((await mongo.getFeature("s", "j", 4))!, vocab));
+        assert.equal(a, b);
+        const parsed = JSON.parse(a);
+        assert.deepEqual(Object.keys(parsed), [
+          "sae_name",
+          "sae_series",
+          "index",
+          "analyses",
+          "logits",
+          "interpretation",
+        ]);
+        assert.deepEqual(Object.keys(parsed.analyses), ["alpha", "zeta"]);
+        const s = parsed.analyses.alpha.samplings[0].samples[0];
+        assert.deepEqual(Object.keys(s).slice(0, 3), ["tokens", "token_strings", "acts"]);
+        assert.deepEqual(s.token_strings, s.tokens.map((id: number) => vocab[id] ?? null));
+      })
+    );
+  },
+});
+
+const BARE_HOST = "openStore() accepts a bare host:port for MongoDB";
+Deno.test({
+  name: BARE_HOST,
+  ignore: mongoIgnored(BARE_HOST),
+  fn: async (t) => {
+    await withMongo(t, async ({ uri, db }) => {
+      const bare = new URL(uri.replace(/^mongodb:/, "http:")).host; // e.g. 127.0.0.1:27117
+      await using store = await openStore({ mongo: { uri: bare, db } });
+      assert.ok(store instanceof MongoFeatureStore);
+      assert.equal(store.location, `mongodb://${bare}/${db}`);
+      await store.putDataset({ name: "d", config: {} });
+      assert.deepEqual(await store.getDataset("d"), { name: "d", config: {} });
+    });
+  },
+});
+
+Deno.test("an unreachable MongoDB rejects with StoreUnavailableError within the timeout", async () => {
+  const started = performance.now();
+  await assert.rejects(
+    () =>
+      openStore({
+        mongo: { uri: "mongodb://saeflow:secretpw@127.0.0.1:1/", db: "x", timeoutMs: 1500 },
+      }),
+    (e) => {
+      assert.ok(e instanceof StoreUnavailableError, `expected StoreUnavailableError, got ${e}`);
+      assert.match(e.message, /^Cannot reach MongoDB at 127\.0\.0\.1:1 within 1500 ms: /);
+      assert.ok(!e.message.includes("secretpw"), e.message);
+      assert.ok(!String((e.cause as Error).message).includes("secretpw"));
+      return true;
+    },
+  );
+  const elapsed = performance.now() - started;
+  assert.ok(elapsed < 3000, `took ${Math.round(elapsed)} ms`);
+});
