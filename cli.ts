@@ -120,7 +120,7 @@ export function buildProgram(): Command {
       const file = config ?? DEMO_CONFIG_PATH;
       const settings = await loadSettings(file, "analyze", { overrides: opts.set });
       if (opts.printSettings) return console.log(formatSettings(settings));
-      await analyzeSae(settings, { settingsFile: file });
+      await analyzeSae(settings);
     });
 
   program.command("dla")

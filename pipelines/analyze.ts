@@ -16,13 +16,13 @@
 
 import { ConfigError } from "../lib/errors.ts";
 import type { AnalyzeSAESettings } from "../lib/settings/mod.ts";
-import { redactSettings } from "../lib/settings/mod.ts";
+import { redactSettings, redactUrl } from "../lib/settings/mod.ts";
 import { type FeatureStore, openStore } from "../lib/store/mod.ts";
 import { loadSae, type SaeDescription } from "../lib/sae/mod.ts";
 import { checkContextSize, loadModelDir, type ModelDir, OnnxModel } from "../lib/onnx/mod.ts";
 import { resolveRepo } from "../lib/hub/mod.ts";
 import { type LoadedTokenizer, loadTokenizer, vocabDisplayStrings } from "../lib/data/mod.ts";
-import type { ContextBatch, FeatureBatch, FeatureRecord } from "../lib/types.ts";
+import type { ContextBatch, FeatureBatch, FeatureRecord, TextRecord } from "../lib/types.ts";
 import { Progress } from "../lib/progress.ts";
 import { datasetSource } from "../stages/dataset_source.ts";
 import { tokenize } from "../stages/tokenize.ts";
@@ -37,8 +37,6 @@ export interface AnalyzeOptions {
   log?: (line: string) => void;
   /** Progress reporting; `false` turns it off (default: on). */
   progress?: boolean;
-  /** The settings file, for the summary's hint (default: none). */
-  settingsFile?: string;
   /** Use the fused model+SAE graph when possible (default true). */
   fused?: boolean;
   /** ONNX Runtime intra-op threads (default: ONNX Runtime's choice). */
@@ -159,6 +157,35 @@ function topToken(record: FeatureRecord, analysis: string, vocab: string[]): str
   return id === undefined ? null : vocab[id] ?? `<${id}>`;
 }
 
+/** The dataset sources of the settings, in `[[activation_factory.sources]]` order. */
+function datasetsOf(settings: AnalyzeSAESettings) {
+  return settings.activation_factory.sources.map((source) => {
+    const ds = settings.datasets?.[source.name];
+    if (!ds) {
+      throw new ConfigError(`activation_factory.sources: no [datasets."${source.name}"] table`);
+    }
+    return { name: source.name, pathOrId: ds.dataset_name_or_path, textField: ds.text_field };
+  });
+}
+
+/**
+ * Reads the first record of `stream` now (so that its errors surface here) and returns a stream
+ * of all its records, the first included; pull-based, cancel reaches `stream`.
+ */
+async function withFirstRecordRead<T>(stream: ReadableStream<T>): Promise<ReadableStream<T>> {
+  const reader = stream.getReader();
+  let pending: ReadableStreamReadResult<T> | null = await reader.read();
+  return new ReadableStream<T>({
+    async pull(controller) {
+      const next = pending ?? await reader.read();
+      pending = null;
+      if (next.done) controller.close();
+      else controller.enqueue(next.value);
+    },
+    cancel: (reason) => reader.cancel(reason),
+  }, new CountQueuingStrategy({ highWaterMark: 0 }));
+}
+
 /**
  * Analyzes an SAE on the configured datasets and stores one document per feature.
  *
@@ -197,7 +224,15 @@ export async function analyzeSae(
   });
   const fused = encode.fused;
   let store: FeatureStore;
+  let source: ReadableStream<TextRecord>;
   try {
+    // The first record is read before anything is stored, so that a missing or empty dataset
+    // fails the run with nothing written.
+    source = await withFirstRecordRead(datasetSource(datasetsOf(settings), {
+      ...(af.sources.some((s) => s.sample_weights !== 1)
+        ? { sampleWeights: af.sources.map((s) => s.sample_weights) }
+        : {}),
+    }));
     store = await openSettingsStore(settings);
   } catch (error) {
     await encode.stream.writable.abort(error);
@@ -246,14 +281,6 @@ export async function analyzeSae(
   let tokens = 0;
   let inputEnded: number | undefined;
   try {
-    const datasets = af.sources.map((source) => {
-      const ds = settings.datasets?.[source.name];
-      if (!ds) {
-        throw new ConfigError(`activation_factory.sources: no [datasets."${source.name}"] table`);
-      }
-      return { name: source.name, pathOrId: ds.dataset_name_or_path, textField: ds.text_field };
-    });
-    const weights = af.sources.map((s) => s.sample_weights);
     const ignore = [
       ...(af.ignore_token_ids ?? []),
       ...(settings.analyzer.ignore_token_ids ?? []),
@@ -278,9 +305,7 @@ export async function analyzeSae(
       seed: settings.analyzer.seed,
       limitTokens: settings.analyzer.total_analyzing_tokens,
     });
-    let records: ReadableStream<FeatureRecord> = datasetSource(datasets, {
-      ...(weights.some((w) => w !== 1) ? { sampleWeights: weights } : {}),
-    })
+    let records: ReadableStream<FeatureRecord> = source
       .pipeThrough(tokenize({
         tokenizer: loaded.tokenizer,
         contextSize: af.context_size,
@@ -349,7 +374,7 @@ export async function analyzeSae(
       location: store.location,
       fused,
     };
-    for (const line of summaryLines(summary, settings, options.settingsFile)) say(line);
+    for (const line of summaryLines(summary, settings)) say(line);
     return summary;
   } catch (error) {
     progress?.done();
@@ -376,8 +401,10 @@ function samplingSize(
 /** The summary printed at the end of a run. */
 export function summaryLines(
   s: AnalyzeSummary,
-  settings: Pick<AnalyzeSAESettings, "sae_name" | "sae_series" | "analysis_name">,
-  settingsFile?: string,
+  settings: Pick<
+    AnalyzeSAESettings,
+    "sae_name" | "sae_series" | "analysis_name" | "mongo" | "output_dir"
+  >,
 ): string[] {
   const rate = s.tokens / Math.max(s.seconds, 1e-9);
   const lines = [
@@ -396,7 +423,10 @@ export function summaryLines(
   }
   lines.push(`results: ${s.location} (analysis "${settings.analysis_name}")`);
   const first = s.densest[0]?.index ?? 0;
-  const where = settingsFile ? ` --config ${settingsFile}` : "";
+  // Where the store is, as show's flags say it (the password of a MongoDB URI is not repeated).
+  const where = settings.mongo
+    ? ` --mongo-uri ${redactUrl(settings.mongo.mongo_uri)} --mongo-db ${settings.mongo.mongo_db}`
+    : ` --output-dir ${settings.output_dir}`;
   lines.push(
     `look at one: saeflow show feature ${settings.sae_name} ${first} --series ${settings.sae_series}${where}`,
   );

@@ -43,9 +43,9 @@ function checkSummary(stdout: string, cwd: string): { densest: number; tokens: n
   );
   assert.equal(
     lines.at(-1),
-    `look at one: saeflow show feature ${SAE} ${
-      densest[1]
-    } --series ${SERIES} --config ${DEMO_CONFIG_PATH}`,
+    `look at one: saeflow show feature ${SAE} ${densest[1]} --series ${SERIES} --output-dir ${
+      join(cwd, "analysis_results")
+    }`,
   );
   return { densest: Number(densest[1]), tokens };
 }

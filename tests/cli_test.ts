@@ -635,11 +635,19 @@ Deno.test("`remove analysis` and `remove sae` remove what they name, and nothing
       run("show", "feature", "demo-sae", "0"),
       run("show", "feature", "demo-sae", "0", "--json"),
     ]);
-    assert.equal(
-      assertOk(text, "show").trim(),
-      "demo/demo-sae feature 0\nno analysis stored for this feature",
+    // The demo also ran DLA: the feature keeps its logits, which are not part of the analysis.
+    assert.deepEqual(
+      assertOk(text, "show").trim().split("\n").slice(0, 4),
+      [
+        "demo/demo-sae feature 0",
+        "no analysis stored for this feature",
+        "",
+        "direct logit attribution",
+      ],
     );
-    assert.deepEqual(JSON.parse(assertOk(json, "show --json")).analyses, {});
+    const doc = JSON.parse(assertOk(json, "show --json"));
+    assert.deepEqual(doc.analyses, {});
+    assert.equal(doc.logits.top_positive.length, 10);
     const stored = await storedFor(store, "demo", "demo-sae");
     assert.deepEqual(stored.analyses, []);
     assert.equal(stored.features, 256, "the feature documents stay");
