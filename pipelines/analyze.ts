@@ -17,10 +17,9 @@
 import { ConfigError } from "../lib/errors.ts";
 import type { AnalyzeSAESettings } from "../lib/settings/mod.ts";
 import { redactSettings, redactUrl } from "../lib/settings/mod.ts";
-import { type FeatureStore, openStore } from "../lib/store/mod.ts";
-import { loadSae, type SaeDescription } from "../lib/sae/mod.ts";
-import { checkContextSize, loadModelDir, type ModelDir, OnnxModel } from "../lib/onnx/mod.ts";
-import { resolveRepo } from "../lib/hub/mod.ts";
+import type { FeatureStore } from "../lib/store/mod.ts";
+import type { SaeDescription } from "../lib/sae/mod.ts";
+import { checkContextSize, OnnxModel } from "../lib/onnx/mod.ts";
 import { type LoadedTokenizer, loadTokenizer, vocabDisplayStrings } from "../lib/data/mod.ts";
 import type { ContextBatch, FeatureBatch, FeatureRecord, TextRecord } from "../lib/types.ts";
 import { Progress } from "../lib/progress.ts";
@@ -30,6 +29,13 @@ import { featureAnalyzer } from "../stages/feature_analyzer.ts";
 import { storeWriter } from "../stages/store_writer.ts";
 import { dla } from "../stages/dla.ts";
 import { encodeStage } from "./_encode.ts";
+import {
+  loadSettingsSae,
+  openSettingsStore,
+  type ResolvedModel,
+  resolveModel,
+  saeDocOf,
+} from "./_shared.ts";
 
 /** Options of {@linkcode analyzeSae} beyond the settings. */
 export interface AnalyzeOptions {
@@ -66,48 +72,20 @@ export interface AnalyzeSummary {
 /** The parts of a run that are loaded before any data flows. */
 interface Loaded {
   sae: SaeDescription;
-  saePath: string;
-  modelDir: ModelDir;
-  model: OnnxModel;
+  model: ResolvedModel;
+  onnx: OnnxModel;
   tokenizer: LoadedTokenizer;
   vocab: string[];
 }
 
 /** Resolves and loads the model, tokenizer and SAE named by the settings; fails before any work. */
 async function load(settings: AnalyzeSAESettings): Promise<Loaded> {
-  const modelSettings = settings.model;
-  if (!modelSettings) {
-    throw new ConfigError(
-      "analyze needs a [model] table (model_from_pretrained_path or model_name)",
-    );
-  }
-  const modelPath = modelSettings.model_from_pretrained_path ??
-    await resolveRepo(modelSettings.model_name, { repoType: "model" });
-  const modelDir = await loadModelDir(modelPath);
-  const contextSize = settings.activation_factory.context_size;
-  checkContextSize(modelDir, contextSize);
-  const tokenizer = await loadTokenizer(modelDir.tokenizerPath ?? modelDir.dir);
-  const saePath = await resolveRepo(settings.sae.pretrained_name_or_path, { repoType: "model" });
-  const sae = await loadSae(saePath);
-  const model = await OnnxModel.load(modelDir.onnxPath);
-  return { sae, saePath, modelDir, model, tokenizer, vocab: vocabDisplayStrings(tokenizer) };
-}
-
-/** Opens the store the settings name: `[mongo]`, else SQLite under `output_dir`. */
-export async function openSettingsStore(
-  settings: Pick<AnalyzeSAESettings, "mongo" | "output_dir">,
-): Promise<FeatureStore> {
-  if (settings.mongo) {
-    return await openStore({
-      mongo: {
-        uri: settings.mongo.mongo_uri,
-        db: settings.mongo.mongo_db,
-        timeoutMs: settings.mongo.timeout_ms,
-      },
-    });
-  }
-  await Deno.mkdir(settings.output_dir, { recursive: true });
-  return await openStore({ outputDir: settings.output_dir });
+  const model = await resolveModel(settings);
+  checkContextSize(model.dir, settings.activation_factory.context_size);
+  const tokenizer = await loadTokenizer(model.dir.tokenizerPath ?? model.dir.dir);
+  const sae = await loadSettingsSae(settings.sae);
+  const onnx = await OnnxModel.load(model.dir.onnxPath);
+  return { sae, model, onnx, tokenizer, vocab: vocabDisplayStrings(tokenizer) };
 }
 
 /** A pass-through stage that calls `onBatch` for every batch. */
@@ -210,11 +188,10 @@ export async function analyzeSae(
     );
   }
   const analysis = settings.analysis_name;
-  const modelName = settings.model_name ?? settings.model?.model_name ?? "model";
 
   // Opened before anything is stored, so that a bad hook point or a width mismatch fails first.
   const encode = await encodeStage({
-    model: loaded.model,
+    model: loaded.onnx,
     sae,
     hookPoint,
     device: settings.model?.device ?? "cpu",
@@ -244,20 +221,14 @@ export async function analyzeSae(
     string,
     unknown
   >;
-  await store.putModel({
-    name: modelName,
-    config: loaded.modelDir.config,
-    vocab,
-  });
+  await store.putModel({ name: loaded.model.name, config: loaded.model.config, vocab });
   await store.putSae({
-    name: settings.sae_name,
-    series: settings.sae_series,
-    path: loaded.saePath,
-    config: sae.config as Record<string, unknown>,
-    d_sae: sae.dSae,
-    d_model: sae.dModel,
+    ...saeDocOf(sae, {
+      series: settings.sae_series,
+      name: settings.sae_name,
+      model: loaded.model.name,
+    }),
     hook_point: hookPoint,
-    model: modelName,
   });
   for (const [name, ds] of Object.entries(settings.datasets ?? {})) {
     await store.putDataset({ name, config: JSON.parse(JSON.stringify(ds)) });
@@ -336,7 +307,7 @@ export async function analyzeSae(
     if (settings.direct_logit_attributor) {
       records = records.pipeThrough(dla({
         sae,
-        model: loaded.model,
+        model: loaded.onnx,
         topK: settings.direct_logit_attributor.top_k,
         vocab,
         ownComputer: true,

@@ -28,7 +28,7 @@ function checkSummary(stdout: string, cwd: string): { densest: number; tokens: n
   );
   assert.ok(first, `first summary line: ${lines[0]}`);
   const [tokens, analyzed, rate] = first.slice(1).map(Number) as [number, number, number];
-  assert.ok(tokens > 30_000 && analyzed > 20_000 && analyzed < tokens && rate > 0, lines[0]);
+  assert.ok(tokens > 30_000 && analyzed > 20_000 && analyzed < tokens && rate > 0, lines[0] ?? "");
   const counts = /^features: (\d+) alive, (\d+) dead \(of 256\)$/.exec(lines[1] ?? "");
   assert.ok(counts, `second summary line: ${lines[1]}`);
   assert.equal(Number(counts[1]) + Number(counts[2]), 256);
