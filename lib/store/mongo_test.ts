@@ -4,10 +4,10 @@ import { MongoFeatureStore, mongoHosts, normalizeMongoUri } from "./mongo.ts";
 
 Deno.test("normalizeMongoUri() accepts a bare host as the Python tool does", async (t) => {
   const cases: [string, string][] = [
-    ["localhost", "mongodb://localhost/"],
+    ["localhost", "mongodb://localhost:27017/"],
     ["localhost:27018", "mongodb://localhost:27018/"],
-    ["user:pw@db.example", "mongodb://user:pw@db.example/"],
-    ["db.example/mydb", "mongodb://db.example/mydb"],
+    ["user:pw@db.example", "mongodb://user:pw@db.example:27017/"],
+    ["db.example/mydb", "mongodb://db.example:27017/mydb"],
     [" mongodb://h:1/x ", "mongodb://h:1/x"],
     ["mongodb+srv://cluster.example/", "mongodb+srv://cluster.example/"],
   ];
