@@ -17,6 +17,7 @@
  * @module
  */
 import process from "node:process";
+import { mulberry32 } from "../lib/_random.ts";
 import type { Bench } from "./_report.ts";
 import { AnalyzerState } from "../lib/analysis/state.ts";
 import type { FeatureBatch } from "../lib/types.ts";
@@ -33,17 +34,6 @@ export interface SyntheticFeatureOptions {
   activePerToken?: number;
   /** Seed. Default 1. */
   seed?: number;
-}
-
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 /**

@@ -15,6 +15,7 @@
  * @module
  */
 import type { Bench } from "./_report.ts";
+import { mulberry32 as rng } from "../lib/_random.ts";
 import { openStore } from "../lib/store/open.ts";
 import type { FeatureStore } from "../lib/store/types.ts";
 import type { FeatureRecord, Sample } from "../lib/types.ts";
@@ -27,18 +28,6 @@ const WINDOW = 64;
 const REQUESTS = 50;
 const SERIES = "bench";
 const NAME = "bench-sae";
-
-/** A deterministic pseudo-random generator (mulberry32). */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function sample(r: () => number, peak: number, row: number): Sample {
   const tokens = new Int32Array(WINDOW);

@@ -1,33 +1,16 @@
 import { deepStrictEqual as assertEquals, ok as assert } from "node:assert/strict";
 import { join } from "node:path";
+import { assertRejects, test } from "../lib/_testing.ts";
 import { ConfigError } from "../lib/errors.ts";
 import type { ContextBatch, TextRecord } from "../lib/types.ts";
 import { loadTokenizer, openDataset } from "../lib/data/mod.ts";
 import { tokenize } from "./tokenize.ts";
-
-/** Deno 2 turns the resource and op sanitizers off by default: these tests want them on. */
-function test(name: string, fn: (t: Deno.TestContext) => Promise<void> | void): void {
-  Deno.test({ name, sanitizeResources: true, sanitizeOps: true, fn });
-}
 
 const TINY = new URL("../fixtures/tiny-neox/", import.meta.url).pathname;
 const TEXT = new URL("../fixtures/text/", import.meta.url).pathname;
 const tok = await loadTokenizer(TINY);
 const encode = (text: string) => tok.tokenizer.encode(text, { add_special_tokens: false }).ids;
 const EOT = 0; // <|endoftext|>: BOS, EOS and (no pad_token) padding of the Pythia-style fixture
-
-async function assertRejects<E extends Error>(
-  fn: () => Promise<unknown>,
-  ErrorClass: new (...args: never[]) => E,
-): Promise<E> {
-  try {
-    await fn();
-  } catch (e) {
-    assert(e instanceof ErrorClass, `expected ${ErrorClass.name}, got ${String(e)}`);
-    return e;
-  }
-  throw new Error(`expected a rejection with ${ErrorClass.name}`);
-}
 
 const rec = (row: number, text: string): TextRecord => ({ source: "s", shard: 0, row, text });
 

@@ -5,6 +5,7 @@
 
 import assert from "node:assert/strict";
 import { ConfigError, StoreUnavailableError } from "../lib/errors.ts";
+import { mulberry32 as rng } from "../lib/_random.ts";
 import {
   type AnalysisDoc,
   type FeatureStore,
@@ -18,17 +19,6 @@ import type { FeatureAnalysis, FeatureRecord, Interpretation, Sample } from "../
 import { mongoIgnored, withMongo, withTempDir } from "./_utils.ts";
 
 // --- Deterministic, realistic records -------------------------------------------------------
-
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function sample(rand: () => number, peakScale: number, window = 64): Sample {
   const tokens = new Int32Array(window);

@@ -7,18 +7,10 @@
 
 import type { ContextOrigin, FeatureBatch, Sample } from "../types.ts";
 import { hashContext, priorityKey } from "./_hash.ts";
+import { mulberry32 as rng } from "../_random.ts";
 
 /** A small seeded PRNG (mulberry32). */
-export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+export { rng };
 
 /** A synthetic stream: every context's tokens, mask, attention, and dense activations. */
 export interface Synthetic {

@@ -5,11 +5,13 @@
  * @module
  */
 
-/** A random source returning numbers in [0, 1). */
-export type Random = () => number;
+import { mulberry32, type Random } from "../_random.ts";
+
+export type { Random };
 
 /**
- * A mulberry32 generator seeded from the given integers.
+ * A mulberry32 generator ({@linkcode mulberry32}) seeded from the given integers, mixed into
+ * one 32-bit state.
  *
  * @example
  * ```ts
@@ -26,14 +28,7 @@ export function seededRandom(...seeds: number[]): Random {
     h = Math.imul(h, 0xc2b2ae35);
     h ^= h >>> 16;
   }
-  let state = h >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  return mulberry32(h);
 }
 
 /**

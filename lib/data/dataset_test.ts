@@ -1,28 +1,11 @@
 import { deepStrictEqual as assertEquals, ok as assert } from "node:assert/strict";
 import { join } from "node:path";
+import { assertRejects, test } from "../_testing.ts";
 import { ConfigError } from "../errors.ts";
 import type { TextRecord } from "../types.ts";
 import { type BadRowInfo, openDataset } from "./dataset.ts";
 
-/** Deno 2 turns the resource and op sanitizers off by default: these tests want them on. */
-function test(name: string, fn: (t: Deno.TestContext) => Promise<void> | void): void {
-  Deno.test({ name, sanitizeResources: true, sanitizeOps: true, fn });
-}
-
 const TEXT = new URL("../../fixtures/text/", import.meta.url).pathname;
-
-async function assertRejects<E extends Error>(
-  fn: () => Promise<unknown>,
-  ErrorClass: new (...args: never[]) => E,
-): Promise<E> {
-  try {
-    await fn();
-  } catch (e) {
-    assert(e instanceof ErrorClass, `expected ${ErrorClass.name}, got ${String(e)}`);
-    return e;
-  }
-  throw new Error(`expected a rejection with ${ErrorClass.name}`);
-}
 
 async function corpusTexts(): Promise<string[]> {
   const lines = (await Deno.readTextFile(join(TEXT, "corpus.jsonl"))).split("\n");

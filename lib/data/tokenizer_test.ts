@@ -1,28 +1,11 @@
 import { deepStrictEqual as assertEquals, ok as assert } from "node:assert/strict";
 import { join } from "node:path";
+import { assertRejects, test } from "../_testing.ts";
 import { ConfigError } from "../errors.ts";
 import { Tokenizer } from "@huggingface/tokenizers";
 import { displayBytes, loadTokenizer, vocabDisplayStrings } from "./tokenizer.ts";
 
-/** Deno 2 turns the resource and op sanitizers off by default: these tests want them on. */
-function test(name: string, fn: (t: Deno.TestContext) => Promise<void> | void): void {
-  Deno.test({ name, sanitizeResources: true, sanitizeOps: true, fn });
-}
-
 const TINY = new URL("../../fixtures/tiny-neox/", import.meta.url).pathname;
-
-async function assertRejects<E extends Error>(
-  fn: () => Promise<unknown>,
-  ErrorClass: new (...args: never[]) => E,
-): Promise<E> {
-  try {
-    await fn();
-  } catch (e) {
-    assert(e instanceof ErrorClass, `expected ${ErrorClass.name}, got ${String(e)}`);
-    return e;
-  }
-  throw new Error(`expected a rejection with ${ErrorClass.name}`);
-}
 
 test("loadTokenizer() reads a folder or a tokenizer.json path and finds Pythia's special ids", async () => {
   for (const path of [TINY, join(TINY, "tokenizer.json")]) {

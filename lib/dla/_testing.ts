@@ -9,22 +9,13 @@
 import onnxProto from "onnx-proto";
 import { makeNode, makeTensor, type NodeSpec, OnnxModel } from "../onnx/mod.ts";
 import { SafetensorsFile, writeSafetensors } from "../safetensors/mod.ts";
+import { mulberry32 as prng } from "../_random.ts";
 
+/** Mulberry32 seeded PRNG (the project's one, from lib/_random.ts). */
+export { prng };
 export { assert, assertEquals, assertRejects, assertThrows, maxAbsDiff } from "../onnx/_testing.ts";
 
 const onnx = onnxProto.onnx;
-
-/** Mulberry32 seeded PRNG. */
-export function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** `n` seeded values uniform in [lo, hi). */
 export function uniform(seed: number, n: number, lo = -1, hi = 1): Float32Array {

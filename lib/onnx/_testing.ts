@@ -4,6 +4,12 @@
  * @module
  */
 import { deepStrictEqual, ok } from "node:assert/strict";
+import {
+  assertRejects as rejects,
+  assertThrows as throws,
+  type ErrorClass,
+  type MessageCheck,
+} from "../_testing.ts";
 
 /** Fails unless `value` is truthy. */
 export function assert(value: unknown, message?: string): asserts value {
@@ -17,17 +23,9 @@ export function assertEquals<T>(actual: T, expected: T, message?: string): void 
   else deepStrictEqual(actual, expected, message);
 }
 
-// deno-lint-ignore no-explicit-any
-type ErrorClass<E extends Error> = new (...args: any[]) => E;
-
-function check<E extends Error>(e: unknown, cls: ErrorClass<E>, includes?: string): E {
-  if (!(e instanceof cls)) {
-    throw new Error(`expected ${cls.name}, got ${(e as Error)?.name}: ${(e as Error)?.message}`);
-  }
-  if (includes !== undefined && !e.message.includes(includes)) {
-    throw new Error(`expected message to include "${includes}", got "${e.message}"`);
-  }
-  return e;
+/** `{ includes }` when a substring is given, else nothing: the message is not checked. */
+function includesCheck(includes: string | undefined): MessageCheck | undefined {
+  return includes === undefined ? undefined : { includes };
 }
 
 /** Fails unless `fn` throws an instance of `cls` whose message includes `includes`. */
@@ -36,26 +34,16 @@ export function assertThrows<E extends Error>(
   cls: ErrorClass<E>,
   includes?: string,
 ): E {
-  try {
-    fn();
-  } catch (e) {
-    return check(e, cls, includes);
-  }
-  throw new Error(`expected ${cls.name} to be thrown`);
+  return throws(fn, cls, includesCheck(includes));
 }
 
 /** Fails unless `fn` rejects with an instance of `cls` whose message includes `includes`. */
-export async function assertRejects<E extends Error>(
+export function assertRejects<E extends Error>(
   fn: () => Promise<unknown>,
   cls: ErrorClass<E>,
   includes?: string,
 ): Promise<E> {
-  try {
-    await fn();
-  } catch (e) {
-    return check(e, cls, includes);
-  }
-  throw new Error(`expected ${cls.name} to be rejected`);
+  return rejects(fn, cls, includesCheck(includes));
 }
 
 /** Largest absolute difference of two equally long arrays. */

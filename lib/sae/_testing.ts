@@ -7,20 +7,13 @@
 
 import { writeSafetensors } from "../safetensors/mod.ts";
 import type { Dtype } from "../safetensors/mod.ts";
+import { mulberry32 as prng } from "../_random.ts";
 
-export { assert, assertEquals, assertRejects, assertThrows } from "../safetensors/_testing.ts";
-
-/** Mulberry32 seeded PRNG. */
-export function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** Mulberry32 seeded PRNG (the project's one, from lib/_random.ts). */
+export { prng };
+export { assert, assertEquals } from "../safetensors/_testing.ts";
+/** Error class and exact-message assertions (a message string is compared exactly). */
+export { assertRejects, assertThrows } from "../_testing.ts";
 
 /** `n` seeded values uniform in [lo, hi). */
 export function uniform(rand: () => number, n: number, lo = -1, hi = 1): Float32Array {

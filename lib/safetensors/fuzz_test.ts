@@ -4,20 +4,10 @@
  */
 
 import { join } from "node:path";
+// Mulberry32: a small seeded PRNG, so that a failure can be replayed.
+import { mulberry32 as prng } from "../_random.ts";
 import { assert } from "./_testing.ts";
 import { parseSafetensors, SafetensorsError, SafetensorsFile, writeSafetensors } from "./mod.ts";
-
-/** Mulberry32: a small seeded PRNG, so that a failure can be replayed. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const SEED = writeSafetensors({
   W_E: { dtype: "F32", shape: [4, 8], data: Float32Array.from({ length: 32 }, (_, i) => i - 16) },

@@ -1,0 +1,124 @@
+/**
+ * Shared test helpers (not part of the public API; JSR's std/assert cannot be reached from these
+ * machines): assertions that a call throws or rejects with a given error class and message, and
+ * a `Deno.test` with the resource and op sanitizers on.
+ *
+ * @module
+ */
+import { deepStrictEqual, fail, ok } from "node:assert/strict";
+
+/** A constructor of errors, as `instanceof` checks it. */
+export type ErrorClass<E extends Error> = new (...args: never[]) => E;
+
+/**
+ * What an error's message must be: exactly this string, or (`{ includes }`) contain this
+ * substring.
+ */
+export type MessageCheck = string | { includes: string };
+
+/**
+ * Fails unless `error` is an instance of `cls` and, when `message` is given, its message is
+ * exactly `message` (a string) or contains `message.includes`; returns the error, typed.
+ *
+ * @example
+ * ```ts
+ * import { assertError } from "./_testing.ts";
+ * const e = assertError(new RangeError("index 3 is out of range"), RangeError, {
+ *   includes: "out of range",
+ * });
+ * console.assert(e.message === "index 3 is out of range");
+ * ```
+ */
+export function assertError<E extends Error>(
+  error: unknown,
+  cls: ErrorClass<E>,
+  message?: MessageCheck,
+): E {
+  ok(
+    error instanceof cls,
+    `expected ${cls.name}, got ${(error as Error)?.name}: ${(error as Error)?.message}`,
+  );
+  if (typeof message === "string") {
+    deepStrictEqual(error.message, message);
+  } else if (message !== undefined) {
+    ok(
+      error.message.includes(message.includes),
+      `expected message to include ${JSON.stringify(message.includes)}, got ${
+        JSON.stringify(error.message)
+      }`,
+    );
+  }
+  return error;
+}
+
+/**
+ * Fails unless `fn` throws an instance of `cls` whose message passes `message` (see
+ * {@linkcode assertError}; without it only the class is checked, and the caller checks the
+ * returned error's message); returns the error.
+ *
+ * @example
+ * ```ts
+ * import { assertThrows } from "./_testing.ts";
+ * const e = assertThrows(() => JSON.parse("{"), SyntaxError);
+ * assertThrows(() => {
+ *   throw new TypeError("bad dtype F7");
+ * }, TypeError, "bad dtype F7");
+ * console.assert(e instanceof SyntaxError);
+ * ```
+ */
+export function assertThrows<E extends Error>(
+  fn: () => unknown,
+  cls: ErrorClass<E>,
+  message?: MessageCheck,
+): E {
+  try {
+    fn();
+  } catch (e) {
+    return assertError(e, cls, message);
+  }
+  fail(`expected ${cls.name} to be thrown`);
+}
+
+/**
+ * Fails unless `fn` rejects (or throws) with an instance of `cls` whose message passes `message`
+ * (see {@linkcode assertError}; without it only the class is checked, and the caller checks the
+ * returned error's message); returns the error.
+ *
+ * @example
+ * ```ts
+ * import { assertRejects } from "./_testing.ts";
+ * const e = await assertRejects(() => Deno.readFile("/no/such/file"), Deno.errors.NotFound);
+ * await assertRejects(() => Promise.reject(new RangeError("row 7 is too long")), RangeError, {
+ *   includes: "row 7",
+ * });
+ * console.assert(e instanceof Deno.errors.NotFound);
+ * ```
+ */
+export async function assertRejects<E extends Error>(
+  fn: () => Promise<unknown>,
+  cls: ErrorClass<E>,
+  message?: MessageCheck,
+): Promise<E> {
+  try {
+    await fn();
+  } catch (e) {
+    return assertError(e, cls, message);
+  }
+  fail(`expected ${cls.name} to be rejected`);
+}
+
+/**
+ * Registers a `Deno.test` with the resource and op sanitizers on (Deno 2 turns them off by
+ * default), so that a leaked file handle or pending timer fails the test.
+ *
+ * @example
+ * ```ts ignore
+ * import { test } from "./_testing.ts";
+ * test("reading a file closes it", async () => {
+ *   await Deno.readTextFile("deno.json");
+ * });
+ * ```
+ */
+export function test(name: string, fn: (t: Deno.TestContext) => Promise<void> | void): void {
+  Deno.test({ name, sanitizeResources: true, sanitizeOps: true, fn });
+}
