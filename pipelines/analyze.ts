@@ -266,11 +266,9 @@ export async function analyzeSae(
         ) => [name, { proportion, n_samples }]),
       ),
       subsampleRule: settings.analyzer.subsample_rule === "python" ? "python" : "band",
-      // The sizes the settings resolved (`n_top` / `n_non_activating` apply only when the
-      // `subsamples` table has no `top_activations` / `non_activating` entry): passing the raw
-      // defaults would override the table's own `n_samples`.
-      nTop: samplingSize(settings.analyzer.samplings, "top"),
-      nNonActivating: samplingSize(settings.analyzer.samplings, "non_activating"),
+      // As in the settings: the table's own sizes win; these apply when it has no such entry.
+      nTop: settings.analyzer.n_top,
+      nNonActivating: settings.analyzer.n_non_activating,
       windowBefore: settings.analyzer.window_before,
       windowAfter: settings.analyzer.window_after,
       seed: settings.analyzer.seed,
@@ -359,14 +357,6 @@ export async function analyzeSae(
     }).catch(() => {});
     throw error;
   }
-}
-
-/** The size of the sampling of this kind in the resolved settings (0 when there is none). */
-function samplingSize(
-  samplings: readonly { kind: string; n_samples: number }[],
-  kind: "top" | "non_activating",
-): number {
-  return samplings.find((s) => s.kind === kind)?.n_samples ?? 0;
 }
 
 /** The summary printed at the end of a run. */

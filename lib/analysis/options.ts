@@ -46,15 +46,15 @@ export interface FeatureAnalyzerOptions {
   /** `sae_series` of the emitted records. Default `"default"`; pipelines set it. */
   saeSeries?: string;
   /**
-   * Size of `top_activations` when the `subsamples` table has no entry with proportion 1, or the
-   * size of its `top_activations` entry when given. Default 20; 0 disables it.
+   * Size of `top_activations` when the `subsamples` table has no entry with proportion 1 (a
+   * table entry always keeps its own `n_samples`). Default 20; 0 disables it.
    */
   nTop?: number;
   /** The Python tool's `subsamples` table. Default {@linkcode DEFAULT_SUBSAMPLES}. */
   subsamples?: Record<string, SubsampleSpec>;
   /**
-   * Size of the `non_activating` sampling. Default: the table's `non_activating` entry, else 20;
-   * 0 disables it.
+   * Size of the `non_activating` sampling when the table has no `non_activating` entry (whose
+   * `n_samples` wins). Default 20; 0 disables it.
    */
   nNonActivating?: number;
   /** Tokens kept before the peak in a sample window. Default 32. */
@@ -121,8 +121,9 @@ export interface ResolvedFeatureAnalyzerOptions {
 }
 
 /**
- * The default `subsamples` table: top 20; bands at 0.8, 0.6, 0.4 and 0.2 of max with 10 samples
- * each (named as in the Python tool's examples); `non_activating` 20.
+ * The default `subsamples` table: magnitude bands at 0.8, 0.6, 0.4 and 0.2 of max with 10
+ * samples each (named as in the Python tool's examples). With the defaults of `nTop` (20) and
+ * `nNonActivating` (20) this gives: top 20; the four bands; 20 non-activating.
  *
  * @example
  * ```ts
@@ -131,12 +132,10 @@ export interface ResolvedFeatureAnalyzerOptions {
  * ```
  */
 export const DEFAULT_SUBSAMPLES: Readonly<Record<string, SubsampleSpec>> = Object.freeze({
-  top_activations: { proportion: 1.0, n_samples: 20 },
   "subsampling_80%": { proportion: 0.8, n_samples: 10 },
   "subsampling_60%": { proportion: 0.6, n_samples: 10 },
   "subsampling_40%": { proportion: 0.4, n_samples: 10 },
   "subsampling_20%": { proportion: 0.2, n_samples: 10 },
-  non_activating: { proportion: 0.3, n_samples: 20 },
 });
 
 /** The default quantiles. */
@@ -210,10 +209,7 @@ export function resolveFeatureAnalyzerOptions(
     subsamples[name] = { ...spec };
     if (name === "non_activating") nonActivatingFromTable = n;
     else if (p === 1) {
-      const size = name === "top_activations" && options.nTop !== undefined
-        ? nonNegativeInteger("n_top", options.nTop)
-        : n;
-      top.push({ name, kind: "top", lo: 0, hi: 1, n: size });
+      top.push({ name, kind: "top", lo: 0, hi: 1, n });
     } else rest.push({ name, p, n });
   }
   if (top.length === 0) {
@@ -240,7 +236,7 @@ export function resolveFeatureAnalyzerOptions(
   }
   const nNonActivating = nonNegativeInteger(
     "n_non_activating",
-    options.nNonActivating ?? nonActivatingFromTable ?? 20,
+    nonActivatingFromTable ?? options.nNonActivating ?? 20,
   );
   const samplings = [
     ...top,

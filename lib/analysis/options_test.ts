@@ -35,14 +35,15 @@ Deno.test("resolveFeatureAnalyzerOptions accepts the Python tool's subsamples ta
       ["non_activating", "non_activating", 0, 1, 15],
     ]);
   });
-  await t.step("with the Python rule", () => {
+  await t.step("with the Python rule; the table's sizes win over nTop/nNonActivating", () => {
     const r = resolveFeatureAnalyzerOptions({
       subsamples: table,
       subsampleRule: "python",
       nTop: 5,
+      nNonActivating: 7,
     });
     assertEquals(r.samplings.map((s) => [s.name, s.kind, s.lo, s.hi, s.n]), [
-      ["top_activations", "top", 0, 1, 5],
+      ["top_activations", "top", 0, 1, 20],
       ["subsampling_80%", "python", 0, 0.8, 10],
       ["subsampling_40%", "python", 0, 0.4, 10],
       ["non_activating", "non_activating", 0, 1, 15],

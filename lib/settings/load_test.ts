@@ -149,7 +149,7 @@ Deno.test(
         ["subsampling_60%", "band", 0.4, 0.6, 10],
         ["subsampling_40%", "band", 0.2, 0.4, 10],
         ["subsampling_20%", "band", 0, 0.2, 10],
-        ["non_activating", "non_activating", 0, 0, 20],
+        ["non_activating", "non_activating", 0, 1, 20],
       ],
     );
     assert.equal(s.analyzer.subsample_rule, "uniform");

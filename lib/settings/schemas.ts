@@ -129,6 +129,10 @@ const device = () =>
   });
 
 export { normalizeMongoUri } from "../mongo_uri.ts";
+import {
+  DEFAULT_SUBSAMPLES as ANALYZER_DEFAULT_SUBSAMPLES,
+  resolveFeatureAnalyzerOptions,
+} from "../analysis/options.ts";
 import { normalizeMongoUri } from "../mongo_uri.ts";
 
 const MONGO_URI_MESSAGE =
@@ -390,24 +394,23 @@ export type SubsampleConfigInput = z.input<typeof SubsampleConfigSchema>;
 export type SubsampleConfig = z.output<typeof SubsampleConfigSchema>;
 
 /**
- * saeflow's default `subsamples` when the table is absent: the exact top 20, four magnitude bands
- * `(0.6, 0.8]`, `(0.4, 0.6]`, `(0.2, 0.4]`, `(0, 0.2]` of the max with 10 uniformly sampled
- * contexts each, and 20 contexts where the feature never fires. (The Python tool's default is
- * `top_activations = { proportion = 1.0, n_samples = 10 }` plus `non_activating`; write that
- * table to get it.)
+ * saeflow's default `subsamples` when the table is absent: four magnitude bands `(0.6, 0.8]`,
+ * `(0.4, 0.6]`, `(0.2, 0.4]`, `(0, 0.2]` of the max with 10 uniformly sampled contexts each; with
+ * `n_top` and `n_non_activating` (20 each) this is: the exact top 20, the bands, and 20 contexts
+ * where the feature never fires. (The Python tool's default is `top_activations = { proportion =
+ * 1.0, n_samples = 10 }` plus `non_activating`; write that table to get it.)
  */
-const DEFAULT_SUBSAMPLES: Record<string, SubsampleConfig> = {
-  top_activations: { proportion: 1.0, n_samples: 20, max_length: null },
-  "subsampling_80%": { proportion: 0.8, n_samples: 10, max_length: null },
-  "subsampling_60%": { proportion: 0.6, n_samples: 10, max_length: null },
-  "subsampling_40%": { proportion: 0.4, n_samples: 10, max_length: null },
-  "subsampling_20%": { proportion: 0.2, n_samples: 10, max_length: null },
-  // The proportion of `non_activating` is ignored under the default "uniform" rule.
-  non_activating: { proportion: 0.3, n_samples: 20, max_length: null },
-};
+const DEFAULT_SUBSAMPLES: Record<string, SubsampleConfig> = Object.fromEntries(
+  Object.entries(ANALYZER_DEFAULT_SUBSAMPLES).map(([name, spec]) => [
+    name,
+    { proportion: spec.proportion, n_samples: spec.n_samples, max_length: null },
+  ]),
+);
 
 /**
- * How one sampling of a feature's contexts is kept, as the analyzer must build it:
+ * How one sampling of a feature's contexts is kept, as the analyzer builds it
+ * (`resolveFeatureAnalyzerOptions` in lib/analysis/options.ts, the one place that reads a
+ * `subsamples` table):
  *
  * - `"top"`: the `n_samples` contexts with the highest peaks (exact).
  * - `"band"`: a uniform random sample of the contexts whose peak is in
@@ -421,7 +424,7 @@ export interface Sampling {
   name: string;
   /** What is kept. */
   kind: "top" | "band" | "python" | "non_activating";
-  /** Upper bound as a fraction of the feature's maximum (1 for `top`, 0 for `non_activating`). */
+  /** Upper bound as a fraction of the feature's maximum (1 for `top` and `non_activating`). */
   proportion: number;
   /** Lower bound for `band` (exclusive), else 0. */
   lower: number;
@@ -432,27 +435,21 @@ export interface Sampling {
 }
 
 /**
- * Turns `analyzer.subsamples` into the explicit list of samplings the analyzer keeps, in store
- * order (top, bands by decreasing proportion, non-activating).
+ * The explicit list of samplings the analyzer keeps for an `[analyzer]` table, in store order
+ * (top, bands by decreasing proportion, non-activating), as the analyzer itself resolves it:
  *
- * Two names are special, so that the Python default `{ top_activations = { proportion = 1.0,
- * n_samples = 10 }, non_activating = { proportion = 0.3, n_samples = 20 } }` means what its names
- * say:
- *
- * - `top_activations` with `proportion = 1.0` is the exact top-n sampling. When `subsamples` has
- *   no `top_activations` entry, one is added with `n_top` samples.
- * - With `subsample_rule = "uniform"` (the default), `non_activating` is the sample of contexts
- *   where the feature never fires; its `n_samples` is used and its `proportion` ignored. When
- *   absent, one is added with `n_non_activating` samples (none when that is 0).
- * - With `subsample_rule = "python"`, every other entry (also `non_activating`) follows the
- *   Python rule; a `non_activating` sampling of never-firing contexts is added only when no entry
- *   has that name.
- *
- * Every other entry is a magnitude band: with `"uniform"`, consecutive proportions of the band
- * entries define `(lower, upper]`, the lowest band reaching down to 0 (exclusive).
+ * - an entry with `proportion = 1` is an exact top-n sampling; without one, `top_activations`
+ *   with `n_top` samples is added;
+ * - an entry named `non_activating` sets the size of the sampling of contexts where the feature
+ *   never fires (its `proportion` is ignored); without one, `n_non_activating` is used;
+ * - every other entry is a magnitude band: with `"uniform"`, consecutive proportions define
+ *   `(lower, upper]`, the lowest band reaching down to 0 (exclusive); with `"python"`, the
+ *   Python tool's rule;
+ * - samplings of size 0 are left out.
  *
  * @param analyzer the fields of `[analyzer]` that define samplings.
  * @returns the samplings.
+ * @throws {ConfigError} for a table the analyzer cannot use (two bands with one proportion).
  * @example
  * ```ts
  * import assert from "node:assert/strict";
@@ -466,7 +463,7 @@ export interface Sampling {
  *   subsample_rule: "uniform", n_top: 20, n_non_activating: 20,
  * });
  * assert(s.map((x) => x.kind).join() === "top,band,band,non_activating");
- * assert(s[1]!.lower === 0.25 && s[2]!.lower === 0);
+ * assert(s[0]!.n_samples === 10 && s[1]!.lower === 0.25 && s[2]!.lower === 0);
  * ```
  */
 export function resolveSamplings(analyzer: {
@@ -475,53 +472,24 @@ export function resolveSamplings(analyzer: {
   n_top: number;
   n_non_activating: number;
 }): Sampling[] {
-  const { subsamples, subsample_rule: rule } = analyzer;
-  const entries = Object.entries(subsamples);
-  const top = subsamples["top_activations"];
-  const out: Sampling[] = [];
-  const consumed = new Set<string>();
-  if (top === undefined || top.proportion === 1) {
-    out.push({
-      name: "top_activations",
-      kind: "top",
-      proportion: 1,
-      lower: 0,
-      n_samples: top?.n_samples ?? analyzer.n_top,
-      max_length: top?.max_length ?? null,
-    });
-    consumed.add("top_activations");
-  }
-  const nonActivating = subsamples["non_activating"];
-  if (rule === "uniform" && nonActivating !== undefined) consumed.add("non_activating");
-  const bands = entries.filter(([name]) => !consumed.has(name)).sort((a, b) =>
-    b[1].proportion - a[1].proportion
-  );
-  bands.forEach(([name, entry], i) => {
-    const next = bands[i + 1];
-    out.push({
-      name,
-      kind: rule === "uniform" ? "band" : "python",
-      proportion: entry.proportion,
-      lower: rule === "uniform" && next !== undefined ? next[1].proportion : 0,
-      n_samples: entry.n_samples,
-      max_length: entry.max_length,
-    });
+  const resolved = resolveFeatureAnalyzerOptions({
+    subsamples: Object.fromEntries(
+      Object.entries(analyzer.subsamples).map((
+        [name, { proportion, n_samples }],
+      ) => [name, { proportion, n_samples }]),
+    ),
+    subsampleRule: analyzer.subsample_rule === "python" ? "python" : "band",
+    nTop: analyzer.n_top,
+    nNonActivating: analyzer.n_non_activating,
   });
-  const addNonActivating = rule === "uniform" || nonActivating === undefined;
-  const n = rule === "uniform" && nonActivating !== undefined
-    ? nonActivating.n_samples
-    : analyzer.n_non_activating;
-  if (addNonActivating && n > 0) {
-    out.push({
-      name: "non_activating",
-      kind: "non_activating",
-      proportion: 0,
-      lower: 0,
-      n_samples: n,
-      max_length: rule === "uniform" ? nonActivating?.max_length ?? null : null,
-    });
-  }
-  return out;
+  return resolved.samplings.map((s) => ({
+    name: s.name,
+    kind: s.kind,
+    proportion: s.hi,
+    lower: s.lo,
+    n_samples: s.n,
+    max_length: analyzer.subsamples[s.name]?.max_length ?? null,
+  }));
 }
 
 /**
@@ -553,7 +521,7 @@ export function resolveSamplings(analyzer: {
  * import assert from "node:assert/strict";
  * import { FeatureAnalyzerConfigSchema } from "./schemas.ts";
  * const a = FeatureAnalyzerConfigSchema.parse({ total_analyzing_tokens: 1_000_000 });
- * assert(a.subsamples.top_activations?.n_samples === 20 && a.window_before === 32);
+ * assert(a.samplings[0]?.n_samples === 20 && a.window_before === 32);
  * assert(a.samplings.map((s) => s.kind).join() === "top,band,band,band,band,non_activating");
  * ```
  */

@@ -83,7 +83,7 @@ Deno.test("resolveSamplings() turns uniform subsamples into top, bands and non-a
       ["top_activations", "top", 0, 1, 10],
       ["high", "band", 0.2, 0.8, 4],
       ["low", "band", 0, 0.2, 3],
-      ["non_activating", "non_activating", 0, 0, 7],
+      ["non_activating", "non_activating", 0, 1, 7],
     ],
   );
 });
@@ -101,7 +101,7 @@ Deno.test("resolveSamplings() adds top and non-activating samplings when not nam
   ]);
 });
 
-Deno.test("resolveSamplings() follows the Python rule when asked", () => {
+Deno.test("resolveSamplings() follows the Python rule when asked; non_activating keeps its meaning", () => {
   const s = resolveSamplings({
     subsamples: { top_activations: entry(1, 10), non_activating: entry(0.3, 20) },
     subsample_rule: "python",
@@ -110,7 +110,7 @@ Deno.test("resolveSamplings() follows the Python rule when asked", () => {
   });
   assert.deepEqual(s.map((x) => [x.name, x.kind, x.proportion, x.lower]), [
     ["top_activations", "top", 1, 0],
-    ["non_activating", "python", 0.3, 0],
+    ["non_activating", "non_activating", 1, 0],
   ]);
 });
 
