@@ -15,7 +15,9 @@
  *
  * The SQLite form ({@linkcode packDoc}) is a JSON text when the value holds no binary, else a blob:
  * `"SFD1"`, the JSON length (u32 LE), the JSON (UTF-8) where each binary is `{"$b": tag, "o":
- * offset, "n": length}`, then the binary section.
+ * offset, "n": length}`, then the binary section. A feature analysis is packed by
+ * {@linkcode packFeatureAnalysis} in the same layout under the magic `"SFA1"`, its samples stored
+ * column-wise; {@linkcode unpackDoc} reads both magics, so files written before stay readable.
  *
  * @module
  */
@@ -149,6 +151,13 @@ function isSpecialNumber(n: number): boolean {
  * ```
  */
 export function escapeKey(key: string): string {
+  if (!PLAIN_KEY.test(key)) return escapeSlow(key);
+  return key;
+}
+
+const PLAIN_KEY = /^[^$%.][^%.]*$|^$/;
+
+function escapeSlow(key: string): string {
   let out = key.replaceAll("%", "%25").replaceAll(".", "%2E");
   if (out.startsWith("$")) out = "%24" + out.slice(1);
   return out;
@@ -194,36 +203,67 @@ export function encodeValue(
   value: unknown,
   binary: (tag: number, bytes: Uint8Array) => unknown,
 ): unknown {
-  const walk = (v: unknown, path: string): unknown => {
+  return encodeViews(value, (tag, view, width) => {
+    const bytes = view.slice();
+    return binary(tag, LITTLE_ENDIAN || width === 1 ? bytes : swapBytes(bytes, width));
+  });
+}
+
+/**
+ * {@linkcode encodeValue} without copies: `binary` gets a byte view of the value's own memory (in
+ * the platform's byte order) and the element width.
+ */
+function encodeViews(
+  value: unknown,
+  binary: (tag: number, view: Uint8Array, width: number) => unknown,
+): unknown {
+  // The path to the current value, built only for an error message.
+  const trail: (string | number)[] = [];
+  const pathOf = () =>
+    trail.map((p, i) => typeof p === "number" ? `[${p}]` : i === 0 ? p : `.${p}`).join("");
+  const walk = (v: unknown): unknown => {
     if (v === null || typeof v === "string" || typeof v === "boolean") return v;
     if (typeof v === "number") {
       if (!isSpecialNumber(v)) return v;
-      const bytes = new Uint8Array(new Float64Array([v]).buffer);
-      return binary(SCALAR_TAG, LITTLE_ENDIAN ? bytes : swapBytes(bytes, 8));
+      return binary(SCALAR_TAG, new Uint8Array(new Float64Array([v]).buffer), 8);
     }
     if (typeof v === "object") {
       if (ArrayBuffer.isView(v)) {
-        const { tag, bytes } = typedArrayToBytes(v);
-        return binary(tag, bytes);
+        const tag = tagOf(v);
+        if (tag === undefined) typedArrayToBytes(v); // throws the unsupported-dtype error
+        const width = (v as unknown as { BYTES_PER_ELEMENT: number }).BYTES_PER_ELEMENT;
+        return binary(tag!, new Uint8Array(v.buffer, v.byteOffset, v.byteLength), width);
       }
       if (Array.isArray(v)) {
-        return v.map((x, i) => walk(x === undefined ? null : x, `${path}[${i}]`));
+        const out = new Array<unknown>(v.length);
+        for (let i = 0; i < v.length; i++) {
+          const x = v[i];
+          trail.push(i);
+          out[i] = walk(x === undefined ? null : x);
+          trail.pop();
+        }
+        return out;
       }
       if (isPlainObject(v)) {
         const out: Record<string, unknown> = {};
-        for (const [k, x] of Object.entries(v)) {
-          if (x !== undefined) out[escapeKey(k)] = walk(x, path ? `${path}.${k}` : k);
+        for (const k in v) {
+          if (!Object.hasOwn(v, k)) continue;
+          const x = (v as Record<string, unknown>)[k];
+          if (x === undefined) continue;
+          trail.push(k);
+          out[escapeKey(k)] = walk(x);
+          trail.pop();
         }
         return out;
       }
     }
     throw new TypeError(
-      `Cannot store ${path || "the value"}: unsupported ${
+      `Cannot store ${pathOf() || "the value"}: unsupported ${
         typeof v === "object" ? (v as object).constructor?.name ?? "object" : typeof v
       }`,
     );
   };
-  return walk(value, "");
+  return walk(value);
 }
 
 /**
@@ -258,6 +298,35 @@ export function decodeValue(
 }
 
 const MAGIC = new TextEncoder().encode("SFD1");
+const MAGIC_ANALYSIS = new TextEncoder().encode("SFA1");
+const ENCODER = new TextEncoder();
+const DECODER = new TextDecoder();
+
+/** Packs `value` with `magic` in front (the SFD1 layout); a JSON text when it holds no binary. */
+function pack(value: unknown, magic: Uint8Array): string | Uint8Array {
+  const views: { view: Uint8Array; width: number }[] = [];
+  let offset = 0;
+  const encoded = encodeViews(value, (tag, view, width) => {
+    const ref = { $b: tag, o: offset, n: view.length };
+    views.push({ view, width });
+    offset += view.length;
+    return ref;
+  });
+  const json = JSON.stringify(encoded);
+  if (views.length === 0) return json;
+  const head = ENCODER.encode(json);
+  const out = new Uint8Array(8 + head.length + offset);
+  out.set(magic, 0);
+  new DataView(out.buffer).setUint32(4, head.length, true);
+  out.set(head, 8);
+  let at = 8 + head.length;
+  for (const { view, width } of views) {
+    out.set(view, at);
+    if (!LITTLE_ENDIAN && width > 1) swapBytes(out.subarray(at, at + view.length), width);
+    at += view.length;
+  }
+  return out;
+}
 
 /**
  * Packs a value into the SQLite form: a JSON text when it holds no binary, else a blob (see the
@@ -274,27 +343,210 @@ const MAGIC = new TextEncoder().encode("SFD1");
  * ```
  */
 export function packDoc(value: unknown): string | Uint8Array {
-  const chunks: Uint8Array[] = [];
-  let offset = 0;
-  const encoded = encodeValue(value, (tag, bytes) => {
-    const ref = { $b: tag, o: offset, n: bytes.length };
-    chunks.push(bytes);
-    offset += bytes.length;
-    return ref;
-  });
-  const json = JSON.stringify(encoded);
-  if (chunks.length === 0) return json;
-  const head = new TextEncoder().encode(json);
-  const out = new Uint8Array(8 + head.length + offset);
-  out.set(MAGIC, 0);
-  new DataView(out.buffer).setUint32(4, head.length, true);
-  out.set(head, 8);
-  let at = 8 + head.length;
-  for (const c of chunks) {
-    out.set(c, at);
-    at += c.length;
+  return pack(value, MAGIC);
+}
+
+const SAMPLE_KEYS = ["tokens", "acts", "peak", "peak_pos", "source", "shard", "row", "offset"];
+
+/** Whether `s` is a sample with exactly the fields of `Sample` (the columnar form keeps those). */
+function isPlainSample(s: unknown): boolean {
+  if (typeof s !== "object" || s === null || !isPlainObject(s)) return false;
+  const r = s as Record<string, unknown>;
+  let n = 0;
+  for (const k in r) {
+    if (Object.hasOwn(r, k)) n++;
   }
-  return out;
+  return n === SAMPLE_KEYS.length && r.tokens instanceof Int32Array &&
+    r.acts instanceof Float32Array && r.tokens.length === r.acts.length &&
+    typeof r.peak === "number" && typeof r.peak_pos === "number" &&
+    typeof r.source === "string" && typeof r.shard === "number" && typeof r.row === "number" &&
+    typeof r.offset === "number";
+}
+
+/** The samplings of `a` when every one is a plain object whose samples are plain samples. */
+function plainSamplings(a: unknown): Record<string, unknown>[] | null {
+  if (typeof a !== "object" || a === null || !isPlainObject(a)) return null;
+  const samplings = (a as { samplings?: unknown }).samplings;
+  if (!Array.isArray(samplings) || samplings.length === 0) return null;
+  for (const g of samplings) {
+    if (typeof g !== "object" || g === null || !isPlainObject(g)) return null;
+    const samples = (g as { samples?: unknown }).samples;
+    if (!Array.isArray(samples) || !samples.every(isPlainSample)) return null;
+  }
+  return samplings as Record<string, unknown>[];
+}
+
+interface ColumnarSamples {
+  /** Samples per sampling. */
+  counts: Int32Array;
+  /** Window length of each sample. */
+  lens: Int32Array;
+  /** All tokens: u16 little-endian pairs (a Uint8Array) when every id fits, else Int32Array. */
+  tok: Uint8Array | Int32Array;
+  /** Positions (in the concatenated windows) of the activations that are not +0. */
+  nzAt: Int32Array;
+  /** Those activations. */
+  nzVal: Float32Array;
+  /** peak, peak_pos, shard, row, offset of each sample. */
+  num: Float64Array;
+  /** Index of each sample's source in `sources`. */
+  src: Int32Array;
+  sources: string[];
+}
+
+/**
+ * Packs a feature analysis (`analyses.<name>` of a `FeatureRecord`) into the SQLite form. Its
+ * samples are stored column-wise in one pass: the windows' tokens concatenated (as 16-bit ids
+ * when they all fit), their activations sparse (only the entries that are not +0, with their
+ * positions), and the other fields as a few numeric columns; the rest of the document as in
+ * {@linkcode packDoc}. A document whose samples have other fields or types than `Sample`'s is
+ * packed by {@linkcode packDoc}. {@linkcode unpackDoc} reads both forms.
+ *
+ * @param analysis A feature analysis (or any value).
+ * @returns A string or a blob.
+ * @example
+ * ```ts
+ * import { packFeatureAnalysis, unpackDoc } from "./_codec.ts";
+ * const sample = {
+ *   tokens: new Int32Array([5, 6]), acts: new Float32Array([0, 1.5]), peak: 1.5, peak_pos: 1,
+ *   source: "d", shard: 0, row: 3, offset: 0,
+ * };
+ * const a = { act_times: 1, samplings: [{ name: "top", band: null, samples: [sample] }] };
+ * const back = unpackDoc(packFeatureAnalysis(a)) as typeof a;
+ * console.assert(back.samplings[0]!.samples[0]!.acts[1] === 1.5);
+ * ```
+ */
+export function packFeatureAnalysis(analysis: unknown): string | Uint8Array {
+  const samplings = plainSamplings(analysis);
+  if (samplings === null) return packDoc(analysis);
+  let n = 0;
+  let total = 0;
+  let fits16 = true;
+  for (const g of samplings) {
+    for (const s of g.samples as { tokens: Int32Array }[]) {
+      n++;
+      total += s.tokens.length;
+      if (fits16) {
+        const t = s.tokens;
+        for (let j = 0; j < t.length; j++) {
+          if (t[j]! >>> 16 !== 0) {
+            fits16 = false;
+            break;
+          }
+        }
+      }
+    }
+  }
+  const counts = new Int32Array(samplings.length);
+  const lens = new Int32Array(n);
+  const tok16 = fits16 ? new Uint16Array(total) : null;
+  const tok32 = fits16 ? null : new Int32Array(total);
+  const nzAt = new Int32Array(total);
+  const nzVal = new Float32Array(total);
+  const num = new Float64Array(5 * n);
+  const src = new Int32Array(n);
+  const sources: string[] = [];
+  const sourceIndex = new Map<string, number>();
+  const stubs: Record<string, unknown>[] = [];
+  let i = 0;
+  let at = 0;
+  let nz = 0;
+  for (const [gi, g] of samplings.entries()) {
+    const stub: Record<string, unknown> = {};
+    for (const k in g) if (Object.hasOwn(g, k) && k !== "samples") stub[k] = g[k];
+    stubs.push(stub);
+    const samples = g.samples as {
+      tokens: Int32Array;
+      acts: Float32Array;
+      peak: number;
+      peak_pos: number;
+      source: string;
+      shard: number;
+      row: number;
+      offset: number;
+    }[];
+    counts[gi] = samples.length;
+    for (const s of samples) {
+      const len = s.tokens.length;
+      lens[i] = len;
+      if (tok16) tok16.set(s.tokens, at);
+      else tok32!.set(s.tokens, at);
+      const acts = s.acts;
+      for (let j = 0; j < len; j++) {
+        const v = acts[j]!;
+        if (v !== 0 || 1 / v < 0) {
+          nzAt[nz] = at + j;
+          nzVal[nz++] = v;
+        }
+      }
+      num[5 * i] = s.peak;
+      num[5 * i + 1] = s.peak_pos;
+      num[5 * i + 2] = s.shard;
+      num[5 * i + 3] = s.row;
+      num[5 * i + 4] = s.offset;
+      let si = sourceIndex.get(s.source);
+      if (si === undefined) {
+        si = sources.length;
+        sources.push(s.source);
+        sourceIndex.set(s.source, si);
+      }
+      src[i++] = si;
+      at += len;
+    }
+  }
+  const columns: ColumnarSamples = {
+    counts,
+    lens,
+    tok: tok16
+      ? (LITTLE_ENDIAN ? new Uint8Array(tok16.buffer) : swapBytes(new Uint8Array(tok16.buffer), 2))
+      : tok32!,
+    nzAt: nzAt.subarray(0, nz),
+    nzVal: nzVal.subarray(0, nz),
+    num,
+    src,
+    sources,
+  };
+  return pack({ doc: { ...(analysis as object), samplings: stubs }, columns }, MAGIC_ANALYSIS);
+}
+
+/** Rebuilds the samples of a {@linkcode packFeatureAnalysis} document. */
+function fromColumns(packed: { doc: Record<string, unknown>; columns: ColumnarSamples }): unknown {
+  const { doc, columns: c } = packed;
+  const stubs = doc.samplings as Record<string, unknown>[];
+  let tokens: Int32Array;
+  if (c.tok instanceof Int32Array) tokens = c.tok;
+  else {
+    const bytes = c.tok;
+    tokens = new Int32Array(bytes.length / 2);
+    for (let j = 0; j < tokens.length; j++) tokens[j] = bytes[2 * j]! | (bytes[2 * j + 1]! << 8);
+  }
+  const expected = c.lens.reduce((x, y) => x + y, 0);
+  if (expected !== tokens.length || c.counts.reduce((x, y) => x + y, 0) !== c.lens.length) {
+    throw new RangeError("Corrupt stored document: sample columns do not match");
+  }
+  const acts = new Float32Array(tokens.length);
+  for (let j = 0; j < c.nzAt.length; j++) acts[c.nzAt[j]!] = c.nzVal[j]!;
+  let i = 0;
+  let at = 0;
+  const samplings = stubs.map((stub, gi) => {
+    const samples = [];
+    for (let k = 0; k < c.counts[gi]!; k++, i++) {
+      const len = c.lens[i]!;
+      samples.push({
+        tokens: tokens.slice(at, at + len),
+        acts: acts.slice(at, at + len),
+        peak: c.num[5 * i]!,
+        peak_pos: c.num[5 * i + 1]!,
+        source: c.sources[c.src[i]!]!,
+        shard: c.num[5 * i + 2]!,
+        row: c.num[5 * i + 3]!,
+        offset: c.num[5 * i + 4]!,
+      });
+      at += len;
+    }
+    return { ...stub, samples };
+  });
+  return { ...doc, samplings };
 }
 
 /**
@@ -312,15 +564,16 @@ export function packDoc(value: unknown): string | Uint8Array {
  */
 export function unpackDoc(stored: string | Uint8Array): unknown {
   if (typeof stored === "string") return decodeValue(JSON.parse(stored), () => null);
-  if (stored.length < 8 || MAGIC.some((b, i) => stored[i] !== b)) {
+  const columnar = stored.length >= 8 && MAGIC_ANALYSIS.every((b, i) => stored[i] === b);
+  if (stored.length < 8 || (!columnar && MAGIC.some((b, i) => stored[i] !== b))) {
     throw new RangeError("Corrupt stored document: not in the saeflow packed format");
   }
   const view = new DataView(stored.buffer, stored.byteOffset, stored.byteLength);
   const jsonLength = view.getUint32(4, true);
   const body = 8 + jsonLength;
   if (body > stored.length) throw new RangeError("Corrupt stored document: truncated header");
-  const parsed = JSON.parse(new TextDecoder().decode(stored.subarray(8, body)));
-  return decodeValue(parsed, (v) => {
+  const parsed = JSON.parse(DECODER.decode(stored.subarray(8, body)));
+  const value = decodeValue(parsed, (v) => {
     const r = v as { $b?: unknown; o?: unknown; n?: unknown };
     if (typeof r.$b !== "number" || typeof r.o !== "number" || typeof r.n !== "number") return null;
     const start = body + r.o;
@@ -329,4 +582,5 @@ export function unpackDoc(stored: string | Uint8Array): unknown {
     }
     return { tag: r.$b, bytes: stored.subarray(start, start + r.n) };
   });
+  return columnar ? fromColumns(value as Parameters<typeof fromColumns>[0]) : value;
 }

@@ -137,3 +137,44 @@ Deno.test("decodeValue() restores binaries and unescapes keys", () => {
   );
   assert.deepEqual(dec, { "x.y": new Int32Array([4]) });
 });
+
+Deno.test("packFeatureAnalysis() round-trips samples column-wise, exact to -0, NaN and wide ids", async (t) => {
+  const { packFeatureAnalysis, unpackDoc } = await import("./_codec.ts");
+  const sample = (tokens: number[], acts: number[], row: number) => ({
+    tokens: new Int32Array(tokens),
+    acts: new Float32Array(acts),
+    peak: Math.max(...acts),
+    peak_pos: acts.indexOf(Math.max(...acts)),
+    source: row % 2 ? "odd" : "even",
+    shard: 1,
+    row,
+    offset: 2.5,
+  });
+  const analysis = (tokens: number[]) => ({
+    act_times: 3,
+    max_activation: 2,
+    histogram: { relative_accuracy: 0.01, index_offset: -3, counts: new Float64Array([1, 2]) },
+    samplings: [
+      { name: "top_activations", band: null, samples: [sample(tokens, [0, -0, 2], 7)] },
+      { name: "empty", band: [0, 0.5], samples: [] },
+      { name: "more", band: [0.5, 1], samples: [sample([1], [NaN], 8), sample([], [], 9)] },
+    ],
+  });
+  await t.step("16-bit ids", () => {
+    const a = analysis([0, 65535, 3]);
+    const packed = packFeatureAnalysis(a) as Uint8Array;
+    assert.equal(new TextDecoder().decode(packed.subarray(0, 4)), "SFA1");
+    assert.deepEqual(unpackDoc(packed), a);
+  });
+  await t.step("ids beyond 16 bits", () => {
+    const a = analysis([-1, 65536, 1 << 30]);
+    assert.deepEqual(unpackDoc(packFeatureAnalysis(a)), a);
+  });
+  await t.step("samples with other fields fall back to the generic form", () => {
+    const a = analysis([1, 2, 3]);
+    (a.samplings[0]!.samples[0] as Record<string, unknown>).extra = "x";
+    const packed = packFeatureAnalysis(a) as Uint8Array;
+    assert.equal(new TextDecoder().decode(packed.subarray(0, 4)), "SFD1");
+    assert.deepEqual(unpackDoc(packed), a);
+  });
+});

@@ -16,7 +16,7 @@ import { DatabaseSync, type StatementSync } from "node:sqlite";
 import { join } from "node:path";
 import { StoreUnavailableError } from "../errors.ts";
 import type { FeatureRecord } from "../types.ts";
-import { packDoc, unpackDoc } from "./_codec.ts";
+import { packDoc, packFeatureAnalysis, unpackDoc } from "./_codec.ts";
 import {
   checkAnalysisName,
   checkIndex,
@@ -143,7 +143,8 @@ export class SqliteFeatureStore implements FeatureStore {
       }
       db = new DatabaseSync(path);
       db.exec(
-        "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000;",
+        "PRAGMA page_size = 32768; PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; " +
+          "PRAGMA busy_timeout = 5000;",
       );
       db.exec(SCHEMA);
     } catch (error) {
@@ -336,7 +337,7 @@ export class SqliteFeatureStore implements FeatureStore {
         analyses: Object.entries(r.analyses ?? {}).map(([name, a]) => ({
           name,
           a,
-          doc: packDoc(a),
+          doc: packFeatureAnalysis(a),
         })),
       }));
       this.#transaction(() => {
