@@ -66,40 +66,10 @@ async function demoStoreCopy(): Promise<string> {
   return await copyFolder(out, await scratch("store"));
 }
 
-// The CLI block of /work/shared/seed/analyze-saes.md, verbatim (the markdown's 4-space
-// indentation removed).
-const SEED_TOML = `sae_name = "pythia-160m-sae"
-sae_series = "pythia-sae"
-model_name = "pythia-160m"
-output_dir = "analysis_results"
-
-[sae]
-pretrained_name_or_path = "results"
-
-[model]
-model_name = "EleutherAI/pythia-160m"
-device = "cuda"
-dtype = "torch.float16"
-
-[datasets."SlimPajama-3B"]
-dataset_name_or_path = "Hzfinfdu/SlimPajama-3B"
-
-[activation_factory]
-target = "activations-2d"
-hook_points = ["blocks.6.hook_resid_post"]
-batch_size = 32
-context_size = 1024
-
-[[activation_factory.sources]]
-type = "dataset"
-name = "SlimPajama-3B"
-
-[mongo]
-mongo_uri = "localhost"
-
-[analyzer]
-total_analyzing_tokens = 10_000_000
-`;
+// The CLI block of the seed document (analyze-saes.md), verbatim: fixtures/seed/.
+const SEED_TOML = await Deno.readTextFile(
+  new URL("../fixtures/seed/analyze_config.toml", import.meta.url),
+);
 
 /** The seed's TOML with the one change a saeflow user makes: where the model files live. */
 const SEED_WITH_MODEL = SEED_TOML.replace(

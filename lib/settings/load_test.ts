@@ -16,39 +16,12 @@ import {
  * The CLI example of the seed guide (docs "Analyze Sparse Autoencoders"), verbatim, plus the one
  * line saeflow needs: where the ONNX export of the model is.
  */
-const SEED_TOML = `sae_name = "pythia-160m-sae"
-sae_series = "pythia-sae"
-model_name = "pythia-160m"
-output_dir = "analysis_results"
-
-[sae]
-pretrained_name_or_path = "results"
-
-[model]
-model_name = "EleutherAI/pythia-160m"
-device = "cuda"
-dtype = "torch.float16"
-model_from_pretrained_path = "../models/pythia-160m-onnx"
-
-[datasets."SlimPajama-3B"]
-dataset_name_or_path = "Hzfinfdu/SlimPajama-3B"
-
-[activation_factory]
-target = "activations-2d"
-hook_points = ["blocks.6.hook_resid_post"]
-batch_size = 32
-context_size = 1024
-
-[[activation_factory.sources]]
-type = "dataset"
-name = "SlimPajama-3B"
-
-[mongo]
-mongo_uri = "localhost"
-
-[analyzer]
-total_analyzing_tokens = 10_000_000
-`;
+const SEED_TOML = Deno.readTextFileSync(
+  new URL("../../fixtures/seed/analyze_config.toml", import.meta.url),
+).replace(
+  'dtype = "torch.float16"\n',
+  'dtype = "torch.float16"\nmodel_from_pretrained_path = "../models/pythia-160m-onnx"\n',
+);
 
 /** A scratch folder used both as the TOML's folder and the working directory. */
 function withTempDir(fn: (dir: string) => Promise<void> | void): () => Promise<void> {
