@@ -200,8 +200,17 @@ export async function analyzeSae(
     ...(options.threads ? { threads: options.threads } : {}),
   });
   const fused = encode.fused;
-  let store: FeatureStore;
-  let source: ReadableStream<TextRecord>;
+  let store: FeatureStore | undefined;
+  let source: ReadableStream<TextRecord> | undefined;
+  const analysisDoc = {
+    sae_series: settings.sae_series,
+    sae_name: settings.sae_name,
+    name: analysis,
+    settings: JSON.parse(JSON.stringify(redactSettings(settings))) as Record<string, unknown>,
+    n_analyzed_tokens: 0,
+    started_at: new Date().toISOString(),
+    timings: {} as Record<string, number>,
+  };
   try {
     // The first record is read before anything is stored, so that a missing or empty dataset
     // fails the run with nothing written.
@@ -211,38 +220,27 @@ export async function analyzeSae(
         : {}),
     }));
     store = await openSettingsStore(settings);
+    await store.putModel({ name: loaded.model.name, config: loaded.model.config, vocab });
+    await store.putSae({
+      ...saeDocOf(sae, {
+        series: settings.sae_series,
+        name: settings.sae_name,
+        model: loaded.model.name,
+      }),
+      hook_point: hookPoint,
+    });
+    for (const [name, ds] of Object.entries(settings.datasets ?? {})) {
+      await store.putDataset({ name, config: JSON.parse(JSON.stringify(ds)) });
+    }
+    await store.putAnalysis({ ...analysisDoc, status: "running", finished_at: null });
   } catch (error) {
+    // Nothing flows yet: release the sessions, the dataset files and the store.
     await encode.stream.writable.abort(error);
+    await source?.cancel(error);
+    await store?.close();
     throw error;
   }
   await using _closeStore = store;
-  const startedAt = new Date().toISOString();
-  const settingsJson = JSON.parse(JSON.stringify(redactSettings(settings))) as Record<
-    string,
-    unknown
-  >;
-  await store.putModel({ name: loaded.model.name, config: loaded.model.config, vocab });
-  await store.putSae({
-    ...saeDocOf(sae, {
-      series: settings.sae_series,
-      name: settings.sae_name,
-      model: loaded.model.name,
-    }),
-    hook_point: hookPoint,
-  });
-  for (const [name, ds] of Object.entries(settings.datasets ?? {})) {
-    await store.putDataset({ name, config: JSON.parse(JSON.stringify(ds)) });
-  }
-  const analysisDoc = {
-    sae_series: settings.sae_series,
-    sae_name: settings.sae_name,
-    name: analysis,
-    settings: settingsJson,
-    n_analyzed_tokens: 0,
-    started_at: startedAt,
-    timings: {} as Record<string, number>,
-  };
-  await store.putAnalysis({ ...analysisDoc, status: "running", finished_at: null });
 
   const tally = new Tally(analysis);
   const progress = options.progress === false ? null : new Progress({
