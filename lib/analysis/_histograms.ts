@@ -134,3 +134,55 @@ export class HistogramArena {
       this.base.byteLength;
   }
 }
+
+/** Mantissa bits of a float32 that select a cell of {@linkcode bucketCells}. */
+const CELL_BITS = 11;
+/** `bits >>> CELL_SHIFT` is the cell of a positive float32 with bit pattern `bits`. */
+export const CELL_SHIFT = 23 - CELL_BITS;
+/** Added to a bucket index in the cell table; entries below 2 are "not filled" and "mixed". */
+export const CELL_BIAS = 2 ** 30;
+const cellTables = new Map<string, Int32Array>();
+
+/**
+ * The bucket table of `ln γ`, shared by every arena with that γ, filled lazily by
+ * {@linkcode fillBucketCell}: cell `bits >>> CELL_SHIFT` of the positive float32s holds
+ * `CELL_BIAS + ceil(ln v / ln γ)` (`floor` with `floor`) when that is the same for every `v` of
+ * the cell (with a margin far above the rounding error of `Math.log`), 1 when it is not, 0 until
+ * filled.
+ */
+export function bucketCells(logGamma: number, floor = false): Int32Array {
+  const name = `${logGamma}${floor ? "f" : "c"}`;
+  let t = cellTables.get(name);
+  if (t === undefined) {
+    t = new Int32Array(1 << (31 - CELL_SHIFT));
+    cellTables.set(name, t);
+  }
+  return t;
+}
+
+const cellF32 = new Float32Array(1);
+const cellI32 = new Int32Array(cellF32.buffer);
+
+/** Fills cell `cell` of a {@linkcode bucketCells} table; returns its entry. */
+export function fillBucketCell(
+  table: Int32Array,
+  cell: number,
+  logGamma: number,
+  floor = false,
+): number {
+  cellI32[0] = cell << CELL_SHIFT;
+  const lo = cellF32[0]!;
+  cellI32[0] = ((cell + 1) << CELL_SHIFT) - 1;
+  const hi = cellF32[0]!;
+  let entry = 1;
+  if (lo > 0 && hi < Infinity) {
+    const yl = Math.log(lo) / logGamma;
+    const yh = Math.log(hi) / logGamma;
+    const m = 1e-9 * (1 + Math.abs(yl) + Math.abs(yh));
+    const round = floor ? Math.floor : Math.ceil;
+    const b = round(yl - m);
+    if (b === round(yh + m) && b > 2 - CELL_BIAS && b < CELL_BIAS - 1) entry = b + CELL_BIAS;
+  }
+  table[cell] = entry;
+  return entry;
+}

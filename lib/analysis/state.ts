@@ -60,10 +60,12 @@
  *
  * `add` is `O(entries + B×T + d_sae)` plus the work on admitted candidates, with no per-entry or
  * per-candidate objects: a single pass over the entries groups them into `(context, feature)`
- * pairs (typed scratch arrays, a generation stamp per feature, a linked list through the entries
- * of each pair); a stable counting sort then orders the pairs by feature, so that each feature's
- * state (histogram block in a shared arena, sums, lists) is visited once per batch, in index
- * order. Most pairs are rejected by one or two comparisons (top: the n-th peak; bands: the n-th
+ * pairs (typed scratch arrays, a generation stamp per feature, each entry tagged with its pair);
+ * a stable counting sort then orders the pairs by feature, and the entries are laid out by pair in
+ * that order, so that each feature's state (histogram block in a shared arena, sums, lists) is
+ * visited once per batch, in index order, reading its entries sequentially. Histogram buckets
+ * (and band buckets of peaks) come from a lazily filled table indexed by the float32's top bits,
+ * falling back to `Math.log` for the few cells that straddle a bucket boundary. Most pairs are rejected by one or two comparisons (top: the n-th peak; bands: the n-th
  * key of the floor or of the peak's bucket, kept per feature in a small typed ring of buckets).
  * Pools are pruned in `O(c log c)` (a sweep over the earlier peaks, kept sorted). Kept samples live in flat typed storage (`_store.ts`): a context's tokens are
  * stored once, as the span covering every window taken from it, shared by all features and
@@ -87,7 +89,13 @@ import type {
 } from "../types.ts";
 import { ConfigError } from "../errors.ts";
 import { logHistogramQuantile } from "./histogram.ts";
-import { HistogramArena } from "./_histograms.ts";
+import {
+  bucketCells,
+  CELL_BIAS,
+  CELL_SHIFT,
+  fillBucketCell,
+  HistogramArena,
+} from "./_histograms.ts";
 import {
   type FeatureAnalyzerOptions,
   type ResolvedFeatureAnalyzerOptions,
@@ -140,6 +148,8 @@ function insertKeyAt(a: Float64Array, base: number, len: number, cap: number, ke
 }
 
 const TWO_21 = 2 ** 21;
+const PEAK_F32 = new Float32Array(1);
+const PEAK_I32 = new Int32Array(PEAK_F32.buffer);
 
 /**
  * Sorts candidate ids by key, then stream order. Keys are integers below 2^53: a native sort of
@@ -184,25 +194,15 @@ interface PeakList {
   peaks: number[];
 }
 
-/** The number of elements of the ascending `a[0, n)` that are `≤ x`. */
-function upperBound(a: Float64Array, n: number, x: number): number {
+/**
+ * The number of `j < n` with `v[base + q[j]] ≤ x`, where `v[base + q[j]]` is ascending in `j`.
+ */
+function upperBoundOf(v: Float64Array, q: Int32Array, base: number, n: number, x: number): number {
   let lo = 0;
   let hi = n;
   while (lo < hi) {
     const mid = (lo + hi) >> 1;
-    if (a[mid]! <= x) lo = mid + 1;
-    else hi = mid;
-  }
-  return lo;
-}
-
-/** The number of elements `q` of the ascending `a[0, n)` with `(q / d) * f ≤ x`. */
-function upperBoundScaled(a: Float64Array, n: number, d: number, f: number, x: number): number {
-  let lo = 0;
-  let hi = n;
-  while (lo < hi) {
-    const mid = (lo + hi) >> 1;
-    if ((a[mid]! / d) * f <= x) lo = mid + 1;
+    if (v[base + q[mid]!]! <= x) lo = mid + 1;
     else hi = mid;
   }
   return lo;
@@ -318,6 +318,7 @@ export class AnalyzerState {
   readonly #floorP: number;
   readonly #kStat: number;
   readonly #logG: number;
+  readonly #peakCells: Int32Array;
   readonly #ring: number;
   readonly #minPrune: number;
   readonly #pythonSpecs: SamplingSpec[];
@@ -327,7 +328,9 @@ export class AnalyzerState {
   // Per-batch scratch (grown as needed).
   #group = new Int32Array(0);
   #scratchP = new Float64Array(0);
-  #scratchQ = new Float64Array(0);
+  #scratchQ = new Int32Array(0);
+  #scratchS = new Float64Array(0);
+  #scratchT = new Float64Array(0);
   #scratchKeep = new Uint8Array(0);
   #order = new Int32Array(0);
   #pairStamp = new Int32Array(0);
@@ -337,12 +340,19 @@ export class AnalyzerState {
   #pairF = new Int32Array(0);
   #pairCtx = new Int32Array(0);
   #pairPeakT = new Int32Array(0);
-  #pairHead = new Int32Array(0);
+  /** Per pair: end (exclusive) of its entries in `#entPos`/`#entVal` (start: end − count). */
+  #pairEnd = new Int32Array(0);
   #pairCnt = new Int32Array(0);
   #pairPeak = new Float64Array(0);
   #pairS1 = new Float64Array(0);
   #pairS2 = new Float64Array(0);
+  /** Per entry: its pair, or -1 when masked. */
   #link = new Int32Array(0);
+  /** The kept entries' positions and values, grouped by pair, pairs in `#order`. */
+  #entPos = new Int32Array(0);
+  #entVal = new Float32Array(0);
+  /** The bits of `#entVal`. */
+  #entBits = new Int32Array(0);
 
   /**
    * Creates an empty state.
@@ -363,6 +373,7 @@ export class AnalyzerState {
     this.#kStat = Math.max(0, ...this.#bands.map((x) => x.n));
     const minRatio = Math.min(...this.#twoSided.map((x) => x.hi / x.lo), 4);
     this.#logG = Math.log(Math.sqrt(minRatio / (1 + 1e-6)));
+    this.#peakCells = bucketCells(this.#logG, true);
     // Live buckets lie in [bucket(floorP·max), bucket(max)].
     this.#ring = Math.ceil(Math.log(1 / this.#floorP) / this.#logG) + 3;
     this.#minPrune = Math.max(32, 4 * this.#bands.reduce((a, x) => a + x.n, 0));
@@ -505,7 +516,10 @@ export class AnalyzerState {
       this.#pairF = new Int32Array(n);
       this.#pairCtx = new Int32Array(n);
       this.#pairPeakT = new Int32Array(n);
-      this.#pairHead = new Int32Array(n);
+      this.#pairEnd = new Int32Array(n);
+      this.#entPos = new Int32Array(n);
+      this.#entVal = new Float32Array(n);
+      this.#entBits = new Int32Array(this.#entVal.buffer);
       this.#pairCnt = new Int32Array(n);
       this.#pairPeak = new Float64Array(n);
       this.#pairS1 = new Float64Array(n);
@@ -570,7 +584,7 @@ export class AnalyzerState {
     const pairF = this.#pairF;
     const pairCtx = this.#pairCtx;
     const pairPeakT = this.#pairPeakT;
-    const pairHead = this.#pairHead;
+    const pairEnd = this.#pairEnd;
     const pairCnt = this.#pairCnt;
     const pairPeak = this.#pairPeak;
     const pairS1 = this.#pairS1;
@@ -590,7 +604,10 @@ export class AnalyzerState {
       for (; e < nnz; e++) {
         const p = position[e]!;
         if (p >= end) break;
-        if (!mask[p]) continue;
+        if (!mask[p]) {
+          link[e] = -1;
+          continue;
+        }
         nKept++;
         const f = feature[e]!;
         const v = value[e]!;
@@ -606,7 +623,6 @@ export class AnalyzerState {
           pairS1[k] = v;
           pairS2[k] = v * v;
           pairCnt[k] = 1;
-          link[e] = -1;
         } else {
           k = pairOf[f]!;
           if (v > pairPeak[k]!) {
@@ -616,9 +632,8 @@ export class AnalyzerState {
           pairS1[k]! += v;
           pairS2[k]! += v * v;
           pairCnt[k]!++;
-          link[e] = pairHead[k]!;
         }
-        pairHead[k] = e;
+        link[e] = k;
       }
     }
 
@@ -635,6 +650,29 @@ export class AnalyzerState {
     }
     for (let k = 0; k < nPairs; k++) order[group[pairF[k]!]!++] = k;
     // Now group[f] is the end of f's run in `order`.
+    // Lay the kept entries out by pair, pairs in `order` (each pair's entries in position order),
+    // so that the per-feature passes below read them sequentially.
+    {
+      let acc = 0;
+      for (let r = 0; r < nPairs; r++) {
+        const k = order[r]!;
+        pairEnd[k] = acc;
+        acc += pairCnt[k]!;
+      }
+      const entPos = this.#entPos;
+      const entVal = this.#entVal;
+      for (let q = 0; q < nnz; q++) {
+        const k = link[q]!;
+        if (k < 0) continue;
+        const d = pairEnd[k]!++;
+        entPos[d] = position[q]!;
+        entVal[d] = value[q]!;
+      }
+    }
+    const entPos = this.#entPos;
+    const entVal = this.#entVal;
+    const entBits = this.#entBits;
+    const cells = bucketCells(logGamma);
 
     store.reserve(nPairs, B, nKept, 0);
     const cf = store.cf;
@@ -678,11 +716,13 @@ export class AnalyzerState {
       let n = 0;
       const lo = b * T + start;
       const hi = b * T + stop;
-      for (let j = pairHead[i]!; j >= 0; j = link[j]!) {
-        const p = position[j]!;
+      // Latest entry first (the order the entries were always stored in).
+      const jEnd = pairEnd[i]!;
+      for (let j = jEnd - 1, j0 = jEnd - pairCnt[i]!; j >= j0; j--) {
+        const p = entPos[j]!;
         if (p >= lo && p < hi) {
           actPos[off + n] = p - b * T;
-          actVal[off + n] = value[j]!;
+          actVal[off + n] = entVal[j]!;
           n++;
         }
       }
@@ -720,8 +760,14 @@ export class AnalyzerState {
         s2 += pairS2[k]!;
         count += pairCnt[k]!;
         if (pairPeak[k]! > peakMax) peakMax = pairPeak[k]!;
-        for (let j = pairHead[k]!; j >= 0; j = link[j]!) {
-          const bucket = Math.ceil(Math.log(value[j]!) / logGamma) - hBase;
+        const jEnd = pairEnd[k]!;
+        for (let j = jEnd - 1, j0 = jEnd - pairCnt[k]!; j >= j0; j--) {
+          // ceil(ln v / ln γ), looked up by the float32's top bits (exact, see bucketCells).
+          const cell = entBits[j]! >>> CELL_SHIFT;
+          let t = cells[cell]!;
+          if (t === 0) t = fillBucketCell(cells, cell, logGamma);
+          const bucket = (t > 1 ? t - CELL_BIAS : Math.ceil(Math.log(entVal[j]!) / logGamma)) -
+            hBase;
           if (bucket >= 0 && bucket < hLen) hCounts[hOff + bucket]!++;
           else {
             hists.addIndex(f, bucket + hBase, 1);
@@ -889,6 +935,16 @@ export class AnalyzerState {
     return Math.floor(Math.log(peak) / this.#logG);
   }
 
+  /** `#bucket` of a float32 value, looked up by its top bits (exact, see `bucketCells`). */
+  #peakBucket(peak: number): number {
+    PEAK_F32[0] = peak;
+    const cell = PEAK_I32[0]! >>> CELL_SHIFT;
+    const cells = this.#peakCells;
+    let t = cells[cell]!;
+    if (t === 0) t = fillBucketCell(cells, cell, this.#logG, true);
+    return t > 1 ? t - CELL_BIAS : Math.floor(Math.log(peak) / this.#logG);
+  }
+
   /** Ring slot of bucket `b`. */
   #slotOf(b: number): number {
     const R = this.#ring;
@@ -941,7 +997,7 @@ export class AnalyzerState {
       this.#insertFloor(st, key);
       return useful;
     }
-    const b = this.#bucket(peak);
+    const b = this.#peakBucket(peak);
     let useful = kLow > 0 && (st[0]! < kLow || key <= st[kLow]!);
     if (!useful) {
       // The k-th smallest key of buckets b-1, b, b+1 (Infinity when unknown or too few): a key
@@ -989,10 +1045,14 @@ export class AnalyzerState {
     const store = this.#store;
     const pool = this.#pool[f]!;
     const c = pool.length;
+    const bands = this.#twoSided;
+    const nb = bands.length;
     if (this.#scratchQ.length < c + 1) {
       const n = 2 * c + 16;
       this.#scratchP = new Float64Array(n);
-      this.#scratchQ = new Float64Array(n);
+      this.#scratchQ = new Int32Array(n);
+      this.#scratchS = new Float64Array(n * nb);
+      this.#scratchT = new Float64Array(n * nb);
       this.#scratchKeep = new Uint8Array(n);
     }
     sortByKey(pool, store, this.#scratchP);
@@ -1001,15 +1061,27 @@ export class AnalyzerState {
     const keep = this.#scratchKeep;
     const cf = store.cf;
     for (let i = 0; i < c; i++) peaks[i] = cf[CF * pool[i]! + F_PEAK]!;
+    // Each peak's window bounds for every band, S = q/hi·(1+ε) and T = q/lo·(1−ε) (both
+    // non-decreasing in q, so they are ordered as the peaks are).
+    const S = this.#scratchS;
+    const Tv = this.#scratchT;
+    for (let bi = 0; bi < nb; bi++) {
+      const { lo, hi } = bands[bi]!;
+      const base = bi * c;
+      for (let i = 0; i < c; i++) {
+        S[base + i] = (peaks[i]! / hi) * (1 + EPS);
+        Tv[base + i] = (peaks[i]! / lo) * (1 - EPS);
+      }
+    }
     const lowest = this.#lowest;
     const floorT = this.#floorP * max;
-    const bands = this.#twoSided;
-    // One pass in key order; Q holds the earlier peaks, ascending.
+    // One pass in key order; Q holds the earlier candidates, by ascending peak.
     for (let i = 0; i < c; i++) {
       const peak = peaks[i]!;
       const m = i;
-      let kept = lowest !== undefined && upperBound(Q, m, Math.max(peak, floorT)) < lowest.n;
-      for (let bi = 0; bi < bands.length && !kept; bi++) {
+      let kept = lowest !== undefined &&
+        upperBoundOf(peaks, Q, 0, m, Math.max(peak, floorT)) < lowest.n;
+      for (let bi = 0; bi < nb && !kept; bi++) {
         const { lo, hi, n: k } = bands[bi]!;
         const a = Math.max(max, (peak / hi) * (1 - EPS));
         const z = (peak / lo) * (1 + EPS);
@@ -1020,17 +1092,18 @@ export class AnalyzerState {
         }
         // An earlier peak q holds the window for M in [S, T) = [q/hi·(1+ε), q/lo·(1−ε)), both
         // ascending in q; Count(M) = #{S ≤ M} − #{T ≤ M}.
-        let si = upperBoundScaled(Q, m, hi, 1 + EPS, a);
-        let ti = upperBoundScaled(Q, m, lo, 1 - EPS, a);
+        const base = bi * c;
+        let si = upperBoundOf(S, Q, base, m, a);
+        let ti = upperBoundOf(Tv, Q, base, m, a);
         if (si - ti < k) {
           kept = true;
           break;
         }
         while (ti < m) {
-          const M = (Q[ti]! / lo) * (1 - EPS);
+          const M = Tv[base + Q[ti]!]!;
           if (!(M < z)) break;
-          while (ti < m && (Q[ti]! / lo) * (1 - EPS) === M) ti++;
-          while (si < m && (Q[si]! / hi) * (1 + EPS) <= M) si++;
+          while (ti < m && Tv[base + Q[ti]!]! === M) ti++;
+          while (si < m && S[base + Q[si]!]! <= M) si++;
           if (si - ti < k) {
             kept = true;
             break;
@@ -1039,11 +1112,11 @@ export class AnalyzerState {
       }
       keep[i] = kept ? 1 : 0;
       let at = m;
-      while (at > 0 && Q[at - 1]! > peak) {
+      while (at > 0 && peaks[Q[at - 1]!]! > peak) {
         Q[at] = Q[at - 1]!;
         at--;
       }
-      Q[at] = peak;
+      Q[at] = i;
     }
     let n = 0;
     for (let i = 0; i < c; i++) {
