@@ -6,7 +6,7 @@
  */
 
 import { ConfigError } from "../errors.ts";
-import { SafetensorsError, type SafetensorsFile } from "../safetensors/mod.ts";
+import { SafetensorsError, SafetensorsFile } from "../safetensors/mod.ts";
 import type { ActivationKind, SaeFormat } from "./sae.ts";
 
 /** A checkpoint as stored, before any folding. */
@@ -85,6 +85,19 @@ export async function isFile(path: string): Promise<boolean> {
     return (await Deno.stat(path)).isFile;
   } catch {
     return false;
+  }
+}
+
+/**
+ * Opens the weights file of a checkpoint folder; a malformed file is a one-line `ConfigError`
+ * naming the folder (the safetensors reader's own message says what is wrong).
+ */
+export async function openWeights(dir: string, file: string): Promise<SafetensorsFile> {
+  try {
+    return await SafetensorsFile.open(`${dir}/${file}`);
+  } catch (cause) {
+    if (cause instanceof SafetensorsError) throw fail(dir, cause.message, cause);
+    throw cause;
   }
 }
 

@@ -14,12 +14,12 @@
  * @module
  */
 
-import { SafetensorsError, SafetensorsFile } from "../safetensors/mod.ts";
 import {
   booleanField,
   centerFromConfig,
   fail,
   isFile,
+  openWeights,
   positiveInteger,
   type RawSae,
   readJsonObject,
@@ -113,13 +113,7 @@ export async function readLmSaes(dir: string): Promise<RawSae> {
   if (weightFile === undefined) {
     throw fail(dir, `no weights: none of ${WEIGHT_FILES.join(", ")} exists`);
   }
-  let file: SafetensorsFile;
-  try {
-    file = await SafetensorsFile.open(`${dir}/${weightFile}`);
-  } catch (cause) {
-    if (cause instanceof SafetensorsError) throw fail(dir, cause.message, cause);
-    throw cause;
-  }
+  const file = await openWeights(dir, weightFile);
   try {
     const W_enc = await readTensor(dir, file, "W_E", [dModel, dSae]);
     const b_enc = await readTensor(dir, file, "b_E", [dSae]);

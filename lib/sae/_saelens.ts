@@ -16,12 +16,12 @@
  * @module
  */
 
-import { SafetensorsError, SafetensorsFile } from "../safetensors/mod.ts";
 import {
   booleanField,
   centerFromConfig,
   fail,
   isFile,
+  openWeights,
   positiveInteger,
   type RawSae,
   readJsonObject,
@@ -97,13 +97,7 @@ export async function readSaeLens(dir: string): Promise<RawSae> {
   if (!(await isFile(`${dir}/${weightFile}`))) {
     throw fail(dir, `no weights: ${weightFile} does not exist`);
   }
-  let file: SafetensorsFile;
-  try {
-    file = await SafetensorsFile.open(`${dir}/${weightFile}`);
-  } catch (cause) {
-    if (cause instanceof SafetensorsError) throw fail(dir, cause.message, cause);
-    throw cause;
-  }
+  const file = await openWeights(dir, weightFile);
   try {
     const W_enc = await readTensor(dir, file, "W_enc", [dModel, dSae]);
     const b_enc = await readTensor(dir, file, "b_enc", [dSae]);
