@@ -122,3 +122,22 @@ export async function assertRejects<E extends Error>(
 export function test(name: string, fn: (t: Deno.TestContext) => Promise<void> | void): void {
   Deno.test({ name, sanitizeResources: true, sanitizeOps: true, fn });
 }
+
+/**
+ * Waits until `check()` holds, polling every 5 ms for at most about half a second (pipes pass
+ * cancel and errors on asynchronously), then fails with `what` if it still does not.
+ *
+ * @param check the condition.
+ * @param what what the condition means, for the failure message.
+ * @example
+ * ```ts
+ * import { eventually } from "./_testing.ts";
+ * let done = false;
+ * setTimeout(() => done = true, 10);
+ * await eventually(() => done, "the timer fired");
+ * ```
+ */
+export async function eventually(check: () => boolean, what: string): Promise<void> {
+  for (let i = 0; i < 100 && !check(); i++) await new Promise((r) => setTimeout(r, 5));
+  ok(check(), what);
+}

@@ -1,4 +1,5 @@
 import { ConfigError } from "../lib/errors.ts";
+import { eventually } from "../lib/_testing.ts";
 import { attributeSae, DlaComputer } from "../lib/dla/mod.ts";
 import { assert, assertEquals, assertRejects, fixtureDir, uniform } from "../lib/dla/_testing.ts";
 import { OnnxModel } from "../lib/onnx/mod.ts";
@@ -16,12 +17,6 @@ const expected = await Array.fromAsync(attributeSae({ sae, model: shared }));
 
 function record(index: number): FeatureRecord {
   return { sae_name: "s", sae_series: "t", index, analyses: {} };
-}
-
-/** Waits until `check()` holds (pipes propagate cancel and errors asynchronously). */
-async function eventually(check: () => boolean, what: string): Promise<void> {
-  for (let i = 0; i < 100 && !check(); i++) await new Promise((r) => setTimeout(r, 5));
-  assert(check(), what);
 }
 
 /** A source of records for the given indices that counts pulls and can fail at a given pull. */

@@ -1,4 +1,5 @@
 import { assert, assertEquals, assertRejects } from "../lib/onnx/_testing.ts";
+import { eventually } from "../lib/_testing.ts";
 import { ConfigError } from "../lib/errors.ts";
 import { OnnxModel } from "../lib/onnx/mod.ts";
 import { randomWeights, writeLmSaes, writeSaeLens } from "../lib/sae/_testing.ts";
@@ -33,12 +34,6 @@ function makeBatch(i: number, B = 2, T = 6): ContextBatch {
     attention,
     origins: Array.from({ length: B }, (_, b) => ({ source: "t", shard: 0, row: i * B + b })),
   };
-}
-
-/** Waits until `check()` holds (pipes propagate cancel and errors asynchronously). */
-async function eventually(check: () => boolean, what: string): Promise<void> {
-  for (let i = 0; i < 100 && !check(); i++) await new Promise((r) => setTimeout(r, 5));
-  assert(check(), what);
 }
 
 /** A source that counts pulls and can fail at a given batch. */

@@ -1,4 +1,5 @@
 import { assert, assertEquals, assertRejects } from "../lib/onnx/_testing.ts";
+import { eventually } from "../lib/_testing.ts";
 import { ConfigError } from "../lib/errors.ts";
 import { prng, randomWeights, uniform, writeLmSaes } from "../lib/sae/_testing.ts";
 import { encodeReference, loadSae, SaeEncoder } from "../lib/sae/mod.ts";
@@ -28,12 +29,6 @@ function makeBatch(i: number, d = D): ActivationBatch {
     activations: { [HOOK]: uniform(prng(100 + i), B * T * d, -2, 2) },
     dModel: { [HOOK]: d },
   };
-}
-
-/** Waits until `check()` holds (pipes propagate cancel and errors asynchronously). */
-async function eventually(check: () => boolean, what: string): Promise<void> {
-  for (let i = 0; i < 100 && !check(); i++) await new Promise((r) => setTimeout(r, 5));
-  assert(check(), what);
 }
 
 /** A source that counts pulls and can fail at a given batch or send a batch of another width. */
