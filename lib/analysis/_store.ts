@@ -360,6 +360,22 @@ export class SampleStore {
     return out;
   }
 
+  /** Copies a context's tokens `[start, stop)` into `out` at `at`. */
+  tokensInto(x: number, start: number, stop: number, out: Int32Array, at: number): void {
+    const off = this.xTokOff[x]! + start - this.xSpanStart[x]!;
+    const tok = this.tok;
+    for (let i = 0, n = stop - start; i < n; i++) out[at + i] = tok[off + i]!;
+  }
+
+  /** Writes a candidate's activations over its window into `out` (zeroed) from `at`. */
+  actsInto(id: number, out: Float32Array, at: number): void {
+    const r = CI * id;
+    const base = at - this.ci[r + I_START]!;
+    const off = this.ci[r + I_ACT_OFF]!;
+    const len = this.ci[r + I_ACT_LEN]!;
+    for (let j = 0; j < len; j++) out[base + this.actPos[off + j]!] = this.actVal[off + j]!;
+  }
+
   /** A candidate's activations over its window, dense (a fresh array). */
   acts(id: number): Float32Array {
     const r = CI * id;

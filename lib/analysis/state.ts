@@ -340,19 +340,14 @@ export class AnalyzerState {
   #pairF = new Int32Array(0);
   #pairCtx = new Int32Array(0);
   #pairPeakT = new Int32Array(0);
-  /** Per pair: end (exclusive) of its entries in `#entPos`/`#entVal` (start: end − count). */
-  #pairEnd = new Int32Array(0);
+  /** Per pair: its latest entry (the head of its list through `#next`). */
+  #pairHead = new Int32Array(0);
   #pairCnt = new Int32Array(0);
   #pairPeak = new Float64Array(0);
   #pairS1 = new Float64Array(0);
   #pairS2 = new Float64Array(0);
-  /** Per entry: its pair, or -1 when masked. */
-  #link = new Int32Array(0);
-  /** The kept entries' positions and values, grouped by pair, pairs in `#order`. */
-  #entPos = new Int32Array(0);
-  #entVal = new Float32Array(0);
-  /** The bits of `#entVal`. */
-  #entBits = new Int32Array(0);
+  /** Per kept entry: the pair's entry before it (-1 for its first). */
+  #next = new Int32Array(0);
 
   /**
    * Creates an empty state.
@@ -509,17 +504,14 @@ export class AnalyzerState {
   }
 
   #growScratch(nnz: number, B: number): void {
-    if (this.#link.length < nnz) {
-      const n = Math.max(nnz, Math.ceil(this.#link.length * 1.25));
-      this.#link = new Int32Array(n);
+    if (this.#next.length < nnz) {
+      const n = Math.max(nnz, Math.ceil(this.#next.length * 1.25));
+      this.#next = new Int32Array(n);
       this.#order = new Int32Array(n);
       this.#pairF = new Int32Array(n);
       this.#pairCtx = new Int32Array(n);
       this.#pairPeakT = new Int32Array(n);
-      this.#pairEnd = new Int32Array(n);
-      this.#entPos = new Int32Array(n);
-      this.#entVal = new Float32Array(n);
-      this.#entBits = new Int32Array(this.#entVal.buffer);
+      this.#pairHead = new Int32Array(n);
       this.#pairCnt = new Int32Array(n);
       this.#pairPeak = new Float64Array(n);
       this.#pairS1 = new Float64Array(n);
@@ -578,13 +570,14 @@ export class AnalyzerState {
     if (nNonAct > 0) { for (let b = 0; b < B; b++) ctxKey[b] = priorityKey(ctxHash[b]!, -1); }
 
     // Pass 1: one pass over the entries groups each context's unmasked entries into
-    // (context, feature) pairs: peak, sums, count, and a linked list of the pair's entries.
+    // (context, feature) pairs: peak, sums, count, and a linked list of the pair's entries
+    // (latest first), which the passes below walk in the batch's own arrays.
     this.#growScratch(nnz, B);
-    const link = this.#link;
+    const next = this.#next;
     const pairF = this.#pairF;
     const pairCtx = this.#pairCtx;
     const pairPeakT = this.#pairPeakT;
-    const pairEnd = this.#pairEnd;
+    const pairHead = this.#pairHead;
     const pairCnt = this.#pairCnt;
     const pairPeak = this.#pairPeak;
     const pairS1 = this.#pairS1;
@@ -604,10 +597,7 @@ export class AnalyzerState {
       for (; e < nnz; e++) {
         const p = position[e]!;
         if (p >= end) break;
-        if (!mask[p]) {
-          link[e] = -1;
-          continue;
-        }
+        if (!mask[p]) continue;
         nKept++;
         const f = feature[e]!;
         const v = value[e]!;
@@ -623,6 +613,7 @@ export class AnalyzerState {
           pairS1[k] = v;
           pairS2[k] = v * v;
           pairCnt[k] = 1;
+          next[e] = -1;
         } else {
           k = pairOf[f]!;
           if (v > pairPeak[k]!) {
@@ -632,8 +623,9 @@ export class AnalyzerState {
           pairS1[k]! += v;
           pairS2[k]! += v * v;
           pairCnt[k]!++;
+          next[e] = pairHead[k]!;
         }
-        link[e] = k;
+        pairHead[k] = e;
       }
     }
 
@@ -650,28 +642,7 @@ export class AnalyzerState {
     }
     for (let k = 0; k < nPairs; k++) order[group[pairF[k]!]!++] = k;
     // Now group[f] is the end of f's run in `order`.
-    // Lay the kept entries out by pair, pairs in `order` (each pair's entries in position order),
-    // so that the per-feature passes below read them sequentially.
-    {
-      let acc = 0;
-      for (let r = 0; r < nPairs; r++) {
-        const k = order[r]!;
-        pairEnd[k] = acc;
-        acc += pairCnt[k]!;
-      }
-      const entPos = this.#entPos;
-      const entVal = this.#entVal;
-      for (let q = 0; q < nnz; q++) {
-        const k = link[q]!;
-        if (k < 0) continue;
-        const d = pairEnd[k]!++;
-        entPos[d] = position[q]!;
-        entVal[d] = value[q]!;
-      }
-    }
-    const entPos = this.#entPos;
-    const entVal = this.#entVal;
-    const entBits = this.#entBits;
+    const valueBits = new Int32Array(value.buffer, value.byteOffset, nnz);
     const cells = bucketCells(logGamma);
 
     store.reserve(nPairs, B, nKept, 0);
@@ -717,12 +688,11 @@ export class AnalyzerState {
       const lo = b * T + start;
       const hi = b * T + stop;
       // Latest entry first (the order the entries were always stored in).
-      const jEnd = pairEnd[i]!;
-      for (let j = jEnd - 1, j0 = jEnd - pairCnt[i]!; j >= j0; j--) {
-        const p = entPos[j]!;
+      for (let j = pairHead[i]!; j >= 0; j = next[j]!) {
+        const p = position[j]!;
         if (p >= lo && p < hi) {
           actPos[off + n] = p - b * T;
-          actVal[off + n] = entVal[j]!;
+          actVal[off + n] = value[j]!;
           n++;
         }
       }
@@ -760,13 +730,12 @@ export class AnalyzerState {
         s2 += pairS2[k]!;
         count += pairCnt[k]!;
         if (pairPeak[k]! > peakMax) peakMax = pairPeak[k]!;
-        const jEnd = pairEnd[k]!;
-        for (let j = jEnd - 1, j0 = jEnd - pairCnt[k]!; j >= j0; j--) {
+        for (let j = pairHead[k]!; j >= 0; j = next[j]!) {
           // ceil(ln v / ln γ), looked up by the float32's top bits (exact, see bucketCells).
-          const cell = entBits[j]! >>> CELL_SHIFT;
+          const cell = valueBits[j]! >>> CELL_SHIFT;
           let t = cells[cell]!;
           if (t === 0) t = fillBucketCell(cells, cell, logGamma);
-          const bucket = (t > 1 ? t - CELL_BIAS : Math.ceil(Math.log(entVal[j]!) / logGamma)) -
+          const bucket = (t > 1 ? t - CELL_BIAS : Math.ceil(Math.log(value[j]!) / logGamma)) -
             hBase;
           if (bucket >= 0 && bucket < hLen) hCounts[hOff + bucket]!++;
           else {
@@ -1352,30 +1321,62 @@ export class AnalyzerState {
       store.key(a) - store.key(b) || store.seq(a) - store.seq(b);
     const byPeak = (a: number, b: number) =>
       store.peak(b) - store.peak(a) || store.seq(a) - store.seq(b);
-    const samplings: Sampling[] = [];
+    // Which candidates (or, for non_activating, contexts) each sampling shows.
+    const picks: { ids: number[]; contexts: boolean; band: [number, number] | null }[] = [];
     let python = 0;
+    let total = 0;
     for (const spec of this.options.samplings) {
-      let samples: Sample[];
-      let band: [number, number] | null = null;
       switch (spec.kind) {
         case "top":
-          samples = this.#top[f]!.ids.slice(0, spec.n).map((id) => this.#sample(id));
+          picks.push({ ids: this.#top[f]!.ids.slice(0, spec.n), contexts: false, band: null });
           break;
         case "band": {
           const lo = spec.lo * max;
           const hi = spec.hi * max;
-          samples = this.#pool[f]!.filter((id) => store.peak(id) > lo && store.peak(id) <= hi)
-            .sort(byKey).slice(0, spec.n).sort(byPeak).map((id) => this.#sample(id));
-          band = [spec.lo, spec.hi];
+          const ids = this.#pool[f]!.filter((id) => store.peak(id) > lo && store.peak(id) <= hi)
+            .sort(byKey).slice(0, spec.n).sort(byPeak);
+          picks.push({ ids, contexts: false, band: [spec.lo, spec.hi] });
           break;
         }
         case "python":
-          samples = this.#python[f]![python++]!.ids.map((id) => this.#sample(id));
-          band = [0, spec.hi];
+          picks.push({ ids: this.#python[f]![python++]!.ids, contexts: false, band: [0, spec.hi] });
           break;
         case "non_activating":
-          samples = this.#nonAct[f]!.map((x) => this.#nonActSample(x));
+          picks.push({ ids: this.#nonAct[f]!, contexts: true, band: null });
           break;
+      }
+      const last = picks[picks.length - 1]!;
+      for (const id of last.ids) {
+        total += last.contexts ? store.xNonActStop[id]! : store.stop(id) - store.start(id);
+      }
+    }
+    // Every window of the feature in one token and one activation array (the samples are views
+    // of them, in order): two allocations per feature instead of two per sample.
+    const tokens = new Int32Array(total);
+    const acts = new Float32Array(total);
+    const samplings: Sampling[] = [];
+    let at = 0;
+    for (const [i, spec] of this.options.samplings.entries()) {
+      const { ids, contexts, band } = picks[i]!;
+      const samples: Sample[] = [];
+      for (const id of ids) {
+        const x = contexts ? id : store.ctx(id);
+        const start = contexts ? 0 : store.start(id);
+        const stop = contexts ? store.xNonActStop[x]! : store.stop(id);
+        const end = at + stop - start;
+        store.tokensInto(x, start, stop, tokens, at);
+        if (!contexts) store.actsInto(id, acts, at);
+        samples.push({
+          tokens: tokens.subarray(at, end),
+          acts: acts.subarray(at, end),
+          peak: contexts ? 0 : store.peak(id),
+          peak_pos: contexts ? 0 : store.peakT(id) - start,
+          source: store.sources[store.xSource[x]!]!,
+          shard: store.xShard[x]!,
+          row: store.xRow[x]!,
+          offset: store.xOffset[x]! + start,
+        });
+        at = end;
       }
       samplings.push({ name: spec.name, band, samples });
     }
