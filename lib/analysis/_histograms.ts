@@ -60,7 +60,7 @@ export class HistogramArena {
     } else if (i < base || i >= base + len) {
       const lo = Math.min(i, base);
       const hi = Math.max(i + 1, base + len);
-      const slack = Math.max(8, (hi - lo) >> 1);
+      const slack = Math.max(16, hi - lo);
       const newLo = i < base ? lo - slack : lo;
       const newHi = i >= base + len ? hi + slack : hi;
       const n = newHi - newLo;
