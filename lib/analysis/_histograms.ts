@@ -79,7 +79,9 @@ export class HistogramArena {
   /** A zeroed block of `n` counts at the end of the arena (compacting it when full). */
   #alloc(n: number): number {
     if (this.#top + n > this.counts.length) {
-      const size = Math.max(Math.ceil((this.#live + n) * 1.5), 1 << 16);
+      // Twice the live counts: room for the blocks that move as features widen, so that
+      // compactions (each a copy of every live block) stay few as the arena fills.
+      const size = Math.max(2 * (this.#live + n), 1 << 16);
       const next = new Float64Array(size);
       let top = 0;
       const { off, len, counts } = this;
@@ -87,7 +89,7 @@ export class HistogramArena {
         const l = len[f]!;
         if (l === 0) continue;
         const o = off[f]!;
-        for (let j = 0; j < l; j++) next[top + j] = counts[o + j]!;
+        next.set(counts.subarray(o, o + l), top);
         off[f] = top;
         top += l;
       }
