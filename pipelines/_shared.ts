@@ -12,7 +12,8 @@
 
 import { ConfigError } from "../lib/errors.ts";
 import { resolveRepo } from "../lib/hub/mod.ts";
-import { loadModelDir, type ModelDir } from "../lib/onnx/mod.ts";
+import { join } from "node:path";
+import { loadModelDir, MODEL_FILE_PATTERNS, type ModelDir } from "../lib/onnx/mod.ts";
 import { loadSae, type SaeDescription } from "../lib/sae/mod.ts";
 import type { LanguageModelConfig, MongoDBConfig, PretrainedSAE } from "../lib/settings/mod.ts";
 import { loadTokenizer, vocabDisplayStrings } from "../lib/data/mod.ts";
@@ -82,8 +83,46 @@ export async function openSettingsStore(settings: StoreSettings): Promise<Featur
 // ---------------------------------------------------------------------------------------------
 // SAE
 
+/** Whether a local path exists. */
+async function exists(path: string): Promise<boolean> {
+  try {
+    await Deno.stat(path);
+    return true;
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound || e instanceof Deno.errors.NotADirectory) return false;
+    throw e;
+  }
+}
+
 /**
- * Finds an SAE (a local folder, or a Hub id through the Hugging Face cache) and loads it with the
+ * Where an SAE that is not a local path lives on the Hub, as the Python tool reads
+ * `pretrained_name_or_path`: `org/repo` is a whole repository; `org/repo/sub/folder` is the folder
+ * `sub/folder` of `org/repo` (one SAE of a repository holding many); a Llama Scope name
+ * `fnlp/<model>-L<layer><R|A|M|T|C>-<8|32>x` is the folder of that name in
+ * `fnlp/<model>-LX<R|A|M|T|C>-<8|32>x`.
+ *
+ * @param path `pretrained_name_or_path`, known not to be a local path.
+ * @returns The repository id and the folder within it (`""` for the whole repository).
+ * @example
+ * ```ts
+ * import { saeHubLocation } from "./_shared.ts";
+ * const l = saeHubLocation("fnlp/Llama3_1-8B-Base-L15R-8x");
+ * console.assert(l.repo === "fnlp/Llama3_1-8B-Base-LXR-8x" && l.folder === "Llama3_1-8B-Base-L15R-8x");
+ * console.assert(saeHubLocation("org/saes/blocks.3.hook_resid_post").folder === "blocks.3.hook_resid_post");
+ * ```
+ */
+export function saeHubLocation(path: string): { repo: string; folder: string } {
+  const parts = path.split("/");
+  if (parts[0] === "fnlp" && parts.length === 2) {
+    const repo = path.replace(/L(\d{1,2})([RAMTC])-(8|32)x/g, "LX$2-$3x");
+    if (repo !== path) return { repo, folder: parts[1]! };
+  }
+  return { repo: parts.slice(0, 2).join("/"), folder: parts.slice(2).join("/") };
+}
+
+/**
+ * Finds an SAE (a local folder, or a Hub id through the Hugging Face cache: see
+ * {@linkcode saeHubLocation}; only the SAE's own folder is downloaded) and loads it with the
  * `[sae]` settings: `fold_activation_scale` picks the scale activations are reported in
  * (`true`: the folded `input` scale of the Python tool; `false`: the training scale).
  *
@@ -105,10 +144,18 @@ export async function loadSettingsSae(
   sae: PretrainedSAE,
   options: { log?: LogFn } = {},
 ): Promise<SaeDescription> {
-  const dir = await resolveRepo(sae.pretrained_name_or_path, {
-    repoType: "model",
-    ...(options.log ? { log: options.log } : {}),
-  });
+  const path = sae.pretrained_name_or_path;
+  let dir: string;
+  if (await exists(path)) dir = path;
+  else {
+    const { repo, folder } = saeHubLocation(path);
+    const snapshot = await resolveRepo(repo, {
+      repoType: "model",
+      ...(folder ? { allowPatterns: [`${folder}/*`] } : {}),
+      ...(options.log ? { log: options.log } : {}),
+    });
+    dir = folder ? join(snapshot, folder) : snapshot;
+  }
   return await loadSae(dir, { scale: sae.fold_activation_scale ? "input" : "normalized" });
 }
 
@@ -248,6 +295,7 @@ export async function resolveModel(
     const cacheDir = stringOrNull(config["cache_dir"]);
     folder = await resolveRepo(id, {
       repoType: "model",
+      allowPatterns: [...MODEL_FILE_PATTERNS],
       ...(cacheDir !== null ? { cacheDir } : {}),
       ...(config["local_files_only"] === true ? { offline: true } : {}),
       ...(options.log ? { log: options.log } : {}),

@@ -10,6 +10,9 @@ import { assertRejects, test } from "../lib/_testing.ts";
 import { ConfigError } from "../lib/errors.ts";
 import { repoFolderName, resolveRepo } from "../lib/hub/mod.ts";
 import { openDataset } from "../lib/data/mod.ts";
+import { listHookPoints, OnnxModel } from "../lib/onnx/mod.ts";
+import { LanguageModelConfigSchema } from "../lib/settings/schemas.ts";
+import { loadSettingsSae, resolveModel } from "../pipelines/_shared.ts";
 
 interface FakeRepo {
   sha: string;
@@ -336,4 +339,116 @@ test("resolveRepo() returns an existing local path as itself and rejects a bad o
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
+});
+
+/** Runs `fn` with HF_ENDPOINT / HF_HUB_CACHE pointing at `hub` and a fresh cache, restored after. */
+async function withHubEnv(hub: FakeHub, fn: (cacheDir: string) => Promise<void>): Promise<void> {
+  const cacheDir = await Deno.makeTempDir();
+  const saved = ["HF_ENDPOINT", "HF_HUB_CACHE", "HF_HUB_OFFLINE"].map((k) => [k, Deno.env.get(k)]);
+  try {
+    Deno.env.set("HF_ENDPOINT", hub.endpoint);
+    Deno.env.set("HF_HUB_CACHE", cacheDir);
+    Deno.env.delete("HF_HUB_OFFLINE");
+    await fn(cacheDir);
+  } finally {
+    for (const [k, v] of saved) v === undefined ? Deno.env.delete(k!) : Deno.env.set(k!, v);
+    await Deno.remove(cacheDir, { recursive: true });
+  }
+}
+
+const FIXTURES = new URL("../fixtures/", import.meta.url).pathname;
+const junk = (n: number) => new Uint8Array(n).fill(7);
+const fixture = (path: string) => Deno.readFileSync(join(FIXTURES, path));
+
+test("resolveModel() takes only what it needs from a transformers.js repository (its decoder without past)", async () => {
+  await using hub = startFakeHub({
+    "model:Xenova/tiny-gpt2": {
+      sha: MODEL_SHA,
+      files: {
+        "config.json": fixture("tiny-gpt2/config.json"),
+        "tokenizer.json": fixture("tiny-gpt2/tokenizer.json"),
+        "tokenizer_config.json": fixture("tiny-gpt2/tokenizer_config.json"),
+        "onnx/decoder_model.onnx": fixture("tiny-gpt2/model.onnx"),
+        "onnx/decoder_model_merged.onnx": junk(1000),
+        "onnx/decoder_model_quantized.onnx": junk(1000),
+        "onnx/decoder_with_past_model.onnx": junk(1000),
+        "README.md": enc.encode("# tiny\n"),
+      },
+      lfs: ["onnx/decoder_model.onnx", "onnx/decoder_model_merged.onnx"],
+    },
+  });
+  await withHubEnv(hub, async () => {
+    const m = await resolveModel({
+      model_name: "tiny",
+      model: LanguageModelConfigSchema.parse({ model_name: "Xenova/tiny-gpt2" }),
+    }, { log: quiet });
+    assert(m.dir.onnxPath.endsWith(join("onnx", "decoder_model.onnx")), m.dir.onnxPath);
+    const fetched = hub.requests.map((r) => r.path).filter((p) => p.includes("/resolve/"));
+    assertEquals(fetched.map((p) => p.split(`/resolve/${MODEL_SHA}/`)[1]).sort(), [
+      "config.json",
+      "onnx/decoder_model.onnx",
+      "tokenizer.json",
+      "tokenizer_config.json",
+    ]);
+    const hooks = listHookPoints(await OnnxModel.load(m.dir.onnxPath)).map((h) => h.hook);
+    assert(hooks.includes("blocks.1.hook_resid_post"), hooks.join(", "));
+  });
+});
+
+test("loadSettingsSae() reads org/repo/folder and Llama Scope names as lm-saes does, downloading one folder", async () => {
+  const relu = {
+    config: fixture("sae/lm-saes-relu/config.json"),
+    weights: fixture("sae/lm-saes-relu/sae_weights.safetensors"),
+  };
+  await using hub = startFakeHub({
+    "model:org/saes": {
+      sha: MODEL_SHA,
+      files: {
+        "blocks.3.hook_resid_post/config.json": relu.config,
+        "blocks.3.hook_resid_post/sae_weights.safetensors": relu.weights,
+        "more/blocks.2/config.json": relu.config,
+        "more/blocks.2/sae_weights.safetensors": relu.weights,
+        "blocks.0.hook_resid_post/sae_weights.safetensors": junk(5000),
+      },
+      lfs: ["blocks.3.hook_resid_post/sae_weights.safetensors"],
+    },
+    "model:fnlp/Tiny-LXR-8x": {
+      sha: DATASET_SHA,
+      files: {
+        "Tiny-L3R-8x/config.json": relu.config,
+        "Tiny-L3R-8x/sae_weights.safetensors": relu.weights,
+        "Tiny-L5R-8x/sae_weights.safetensors": junk(5000),
+      },
+    },
+  });
+  await withHubEnv(hub, async () => {
+    const settings = (path: string) => ({
+      pretrained_name_or_path: path,
+      device: "cpu" as const,
+      dtype: "float32" as const,
+      fold_activation_scale: true,
+      strict_loading: true,
+    });
+    const fetched = () =>
+      hub.requests.map((r) => r.path).filter((p) => p.includes("/resolve/")).sort();
+    const a = await loadSettingsSae(settings("org/saes/blocks.3.hook_resid_post"), { log: quiet });
+    assertEquals(a.dSae, 256);
+    assertEquals(fetched(), [
+      `/org/saes/resolve/${MODEL_SHA}/blocks.3.hook_resid_post/config.json`,
+      `/org/saes/resolve/${MODEL_SHA}/blocks.3.hook_resid_post/sae_weights.safetensors`,
+    ]);
+    // Another folder of the same, already cached, repository is downloaded, not looked for in vain.
+    const b = await loadSettingsSae(settings("org/saes/more/blocks.2"), { log: quiet });
+    assertEquals(b.dSae, 256);
+    assertEquals(fetched().length, 4);
+    // Cached now: no request at all.
+    const before = hub.requests.length;
+    await loadSettingsSae(settings("org/saes/blocks.3.hook_resid_post"), { log: quiet });
+    assertEquals(hub.requests.length, before);
+
+    const c = await loadSettingsSae(settings("fnlp/Tiny-L3R-8x"), { log: quiet });
+    assertEquals(c.dSae, 256);
+    assert(!hub.requests.some((r) => r.path.includes("Tiny-L5R-8x")));
+    assert(!hub.requests.some((r) => r.path.includes("blocks.0.hook_resid_post")));
+  });
 });

@@ -131,6 +131,21 @@ async function statOrNull(path: string): Promise<Deno.FileInfo | null> {
   }
 }
 
+/** Whether a snapshot folder holds a file (at any depth) whose relative path matches a pattern. */
+async function holdsMatch(snapshot: string, patterns: string[]): Promise<boolean> {
+  const walk = async (dir: string): Promise<boolean> => {
+    for await (const entry of Deno.readDir(dir)) {
+      const path = join(dir, entry.name);
+      const info = entry.isSymlink ? await statOrNull(path) : entry;
+      if (info?.isDirectory) {
+        if (await walk(path)) return true;
+      } else if (info && matchesAny(relative(snapshot, path), patterns)) return true;
+    }
+    return false;
+  };
+  return await walk(snapshot);
+}
+
 /**
  * Looks a repository up in the local hub cache only.
  *
@@ -202,7 +217,13 @@ export async function resolveRepo(
   }
   const cacheDir = options.cacheDir ?? hubCacheDir();
   const cached = await findInCache(idOrPath, { repoType, revision, cacheDir });
-  if (cached !== null) return cached;
+  // A snapshot downloaded for other patterns (another SAE of the same repository) does not
+  // answer this request: it must hold at least one file that the patterns select.
+  if (
+    cached !== null && (!options.allowPatterns || await holdsMatch(cached, options.allowPatterns))
+  ) {
+    return cached;
+  }
 
   const offlineEnv = (env("HF_HUB_OFFLINE") ?? "").toLowerCase();
   const offline = options.offline ?? ["1", "true", "yes", "on"].includes(offlineEnv);

@@ -1,6 +1,8 @@
 /**
  * A local language-model folder: the ONNX file (`model.onnx`, or the transformers.js layout
- * `onnx/model.onnx`) with `config.json`, `tokenizer.json` and `tokenizer_config.json` beside it.
+ * `onnx/model.onnx`; older Optimum exports' `decoder_model.onnx`, the decoder without past
+ * key/values, when there is no `model.onnx`) with `config.json`, `tokenizer.json` and
+ * `tokenizer_config.json` beside it.
  *
  * @module
  */
@@ -8,7 +10,22 @@ import { join } from "node:path";
 import { ConfigError } from "../errors.ts";
 
 /** The ONNX file names looked for, in order. */
-export const ONNX_CANDIDATES = ["model.onnx", "onnx/model.onnx"] as const;
+export const ONNX_CANDIDATES = [
+  "model.onnx",
+  "onnx/model.onnx",
+  "decoder_model.onnx",
+  "onnx/decoder_model.onnx",
+] as const;
+
+/**
+ * The files of a Hub model repository that a model folder needs: the JSON files (config,
+ * tokenizer), each ONNX candidate and its external data (`model.onnx_data`, `model.onnx.data`).
+ * Quantized and fp16 variants, merged decoders and decoders with past are not downloaded.
+ */
+export const MODEL_FILE_PATTERNS: readonly string[] = [
+  "*.json",
+  ...ONNX_CANDIDATES.flatMap((c) => [c, `${c}_data`, `${c}.data`]),
+];
 
 /** The files of a model folder. */
 export interface ModelDir {
