@@ -7,9 +7,10 @@
  *
  * Entries at masked positions are ignored entirely. `act_times`, `max_activation`, a log-bucket
  * histogram and quantiles of the active values, their mean and population standard deviation
- * (ddof 0). Sums are taken in float64 within a batch and added exactly across batches (as
- * integers scaled by 2^149 and 2^298: every float32 is a multiple of 2^-149), so the result does
- * not depend on how the stream was split into parts and merged.
+ * (ddof 0). Every value and its square are added exactly (as integers scaled by 2^149 and
+ * 2^298: every float32 is a multiple of 2^-149, and its square is exact in float64), so the
+ * result depends neither on the batch size nor on how the stream was split into parts and
+ * merged.
  *
  * A context's *peak* for a feature is the feature's largest activation over the context's
  * analyzed tokens (the first position holding it). Contexts are ordered by stream order: the
@@ -344,8 +345,6 @@ export class AnalyzerState {
   #pairHead = new Int32Array(0);
   #pairCnt = new Int32Array(0);
   #pairPeak = new Float64Array(0);
-  #pairS1 = new Float64Array(0);
-  #pairS2 = new Float64Array(0);
   /** Per kept entry: the pair's entry before it (-1 for its first). */
   #next = new Int32Array(0);
 
@@ -514,8 +513,6 @@ export class AnalyzerState {
       this.#pairHead = new Int32Array(n);
       this.#pairCnt = new Int32Array(n);
       this.#pairPeak = new Float64Array(n);
-      this.#pairS1 = new Float64Array(n);
-      this.#pairS2 = new Float64Array(n);
     }
     if (this.#nNonAct > 0 && this.#firing.length < B * this.#dSae) {
       this.#firing = new Uint8Array(B * this.#dSae);
@@ -580,8 +577,6 @@ export class AnalyzerState {
     const pairHead = this.#pairHead;
     const pairCnt = this.#pairCnt;
     const pairPeak = this.#pairPeak;
-    const pairS1 = this.#pairS1;
-    const pairS2 = this.#pairS2;
     const pairStamp = this.#pairStamp;
     const pairOf = this.#pairOf;
     const alive = this.#alive;
@@ -610,8 +605,6 @@ export class AnalyzerState {
           pairCtx[k] = b;
           pairPeak[k] = v;
           pairPeakT[k] = p - base;
-          pairS1[k] = v;
-          pairS2[k] = v * v;
           pairCnt[k] = 1;
           next[e] = -1;
         } else {
@@ -620,8 +613,6 @@ export class AnalyzerState {
             pairPeak[k] = v;
             pairPeakT[k] = p - base;
           }
-          pairS1[k]! += v;
-          pairS2[k]! += v * v;
           pairCnt[k]!++;
           next[e] = pairHead[k]!;
         }
@@ -704,6 +695,8 @@ export class AnalyzerState {
     };
     const actTimes = this.#actTimes;
     const maxAct = this.#maxAct;
+    const [s1hi, s1lo, s1rest] = [this.#s1hi, this.#s1lo, this.#s1rest];
+    const [s2hi, s2lo, s2rest] = [this.#s2hi, this.#s2lo, this.#s2rest];
     const hasBands = this.#bands.length > 0;
     const nTop = this.#nTop;
     const topThr = this.#topThr;
@@ -714,10 +707,8 @@ export class AnalyzerState {
       const to = group[f]!;
       group[f] = 0;
       if (to === from) continue;
-      // Statistics: the batch's sums in float64 (contexts in stream order), added exactly.
+      // Statistics: count, max, exact sums and the histogram.
       if (!alive[f]) this.#wake(f);
-      let s1 = 0;
-      let s2 = 0;
       let count = 0;
       let peakMax = 0;
       let hCounts = hists.counts;
@@ -726,17 +717,19 @@ export class AnalyzerState {
       let hLen = hists.len[f]!;
       for (let r = from; r < to; r++) {
         const k = order[r]!;
-        s1 += pairS1[k]!;
-        s2 += pairS2[k]!;
         count += pairCnt[k]!;
         if (pairPeak[k]! > peakMax) peakMax = pairPeak[k]!;
         for (let j = pairHead[k]!; j >= 0; j = next[j]!) {
+          // Every value goes into the exact sums by itself (a float32's square is exact in
+          // float64), so the sums do not depend on how the data was cut into batches or shards.
+          const v = value[j]!;
+          addExact(s1hi, s1lo, s1rest, f, v, SCALE1);
+          addExact(s2hi, s2lo, s2rest, f, v * v, SCALE2);
           // ceil(ln v / ln γ), looked up by the float32's top bits (exact, see bucketCells).
           const cell = valueBits[j]! >>> CELL_SHIFT;
           let t = cells[cell]!;
           if (t === 0) t = fillBucketCell(cells, cell, logGamma);
-          const bucket = (t > 1 ? t - CELL_BIAS : Math.ceil(Math.log(value[j]!) / logGamma)) -
-            hBase;
+          const bucket = (t > 1 ? t - CELL_BIAS : Math.ceil(Math.log(v) / logGamma)) - hBase;
           if (bucket >= 0 && bucket < hLen) hCounts[hOff + bucket]!++;
           else {
             hists.addIndex(f, bucket + hBase, 1);
@@ -747,8 +740,6 @@ export class AnalyzerState {
           }
         }
       }
-      addExact(this.#s1hi, this.#s1lo, this.#s1rest, f, s1, SCALE1);
-      addExact(this.#s2hi, this.#s2lo, this.#s2rest, f, s2, SCALE2);
       actTimes[f]! += count;
       if (peakMax > maxAct[f]!) {
         maxAct[f] = peakMax;

@@ -348,6 +348,14 @@ Deno.test("AnalyzerState.merge of parts equals one run over all, whatever the sp
   await t.step("into an empty state", () => {
     assertEquals(new AnalyzerState(REF_OPTIONS).merge(part(0, n)).finish(), whole);
   });
+  await t.step("other batch sizes, and parts cut inside one of the first run's batches", () => {
+    assertEquals(run(toBatches(s, 5), REF_OPTIONS).finish(), whole);
+    const fours = toBatches(s, 4); // 17 × 4 = 68 contexts: not a multiple of 6
+    assertEquals(
+      run(fours.slice(0, 17), REF_OPTIONS).merge(run(fours.slice(17), REF_OPTIONS)).finish(),
+      whole,
+    );
+  });
   await t.step("after a JSON round trip of each part", () => {
     const a = AnalyzerState.fromJSON(JSON.parse(JSON.stringify(part(0, 11))));
     const b = AnalyzerState.fromJSON(JSON.parse(JSON.stringify(part(11, n))));
