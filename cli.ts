@@ -19,7 +19,13 @@ import { type FeatureStore, featureToJson, openStore } from "./lib/store/mod.ts"
 import { formatInspect, inspectModel } from "./lib/onnx/mod.ts";
 import { describeSae, loadSae } from "./lib/sae/mod.ts";
 import { resolveRepo } from "./lib/hub/mod.ts";
-import { analyzeSae, autoInterp, directLogitAttribute } from "./pipelines/mod.ts";
+import {
+  analyzeSae,
+  autoInterp,
+  directLogitAttribute,
+  mergeAnalysis,
+  resolveShard,
+} from "./pipelines/mod.ts";
 import { serveViewer } from "./lib/viewer/mod.ts";
 
 /** The version printed by `saeflow --version`. */
@@ -116,11 +122,30 @@ export function buildProgram(): Command {
       [] as string[],
     )
     .option("--print-settings", "print the resolved settings (secrets redacted) and exit")
+    .option(
+      "--shard <i/N>",
+      "analyze only slice i of N and store its state for `saeflow merge` (default: " +
+        "$JOB_COMPLETION_INDEX, or $SLURM_ARRAY_TASK_ID of $SLURM_ARRAY_TASK_COUNT)",
+    )
+    .option("--shards <N>", "the shard count with $JOB_COMPLETION_INDEX (default: $SAEFLOW_SHARDS)")
     .action(async (config, opts) => {
       const file = config ?? DEMO_CONFIG_PATH;
+      const shard = resolveShard({
+        ...(opts.shard !== undefined ? { shard: opts.shard } : {}),
+        ...(opts.shards !== undefined ? { shards: opts.shards } : {}),
+      });
       const settings = await loadSettings(file, "analyze", { overrides: opts.set });
       if (opts.printSettings) return console.log(formatSettings(settings));
-      await analyzeSae(settings);
+      await analyzeSae(settings, shard ? { shard } : {});
+    });
+
+  program.command("merge")
+    .description("merge the shard states of `analyze --shard i/N` runs and write the features")
+    .argument("<config>", "the TOML settings the shards ran with")
+    .option("--set <key=value>", "override a setting", collect, [] as string[])
+    .action(async (config, opts) => {
+      const settings = await loadSettings(config, "analyze", { overrides: opts.set });
+      await mergeAnalysis(settings);
     });
 
   program.command("dla")

@@ -11,13 +11,21 @@
  * then `complete` only after every feature is written, or `failed` with the reason. Re-running
  * with the same analysis name replaces the stored results.
  *
+ * **Sharded runs** (`options.shard`, `saeflow analyze --shard i/N`): the worker reads only its
+ * slice of every dataset (with at least N files, the files whose index `% N === i`; else the rows
+ * whose `row % N === i`), applies `total_analyzing_tokens` per shard as `ceil(total / N)`, and at
+ * the end writes no feature: it stores its analyzer state (`putAnalyzerState`, visible only once
+ * complete; a re-run of the shard replaces it) and marks the analysis `partial` with the shards
+ * done. `mergeAnalysis` (`saeflow merge`) then writes the features.
+ *
  * @module
  */
 
 import { ConfigError } from "../lib/errors.ts";
+import { stateToChunks } from "../lib/analysis/state_chunks.ts";
 import type { AnalyzeSAESettings } from "../lib/settings/mod.ts";
 import { redactSettings, redactUrl } from "../lib/settings/mod.ts";
-import type { FeatureStore } from "../lib/store/mod.ts";
+import type { AnalysisDoc, FeatureStore } from "../lib/store/mod.ts";
 import type { SaeDescription } from "../lib/sae/mod.ts";
 import { checkContextSize, OnnxModel } from "../lib/onnx/mod.ts";
 import { type LoadedTokenizer, loadTokenizer, vocabDisplayStrings } from "../lib/data/mod.ts";
@@ -29,6 +37,7 @@ import { featureAnalyzer } from "../stages/feature_analyzer.ts";
 import { storeWriter } from "../stages/store_writer.ts";
 import { dla } from "../stages/dla.ts";
 import { encodeStage } from "./_encode.ts";
+import { analyzerOptionsOf, Tally } from "./_analysis.ts";
 import {
   loadSettingsSae,
   openSettingsStore,
@@ -47,6 +56,159 @@ export interface AnalyzeOptions {
   fused?: boolean;
   /** ONNX Runtime intra-op threads (default: ONNX Runtime's choice). */
   threads?: number;
+  /**
+   * Analyze only this worker's slice, `index` in `[0, count)`, and store the analyzer state
+   * instead of the features (see the module doc). Default: everything, features written.
+   */
+  shard?: { index: number; count: number };
+}
+
+/** A worker's slice of a sharded run. */
+export interface Shard {
+  /** In `[0, count)`. */
+  index: number;
+  /** The number of workers. */
+  count: number;
+}
+
+/**
+ * Parses `i/N` (e.g. `--shard 1/4`).
+ *
+ * @param text The value.
+ * @param where What to name in the error, e.g. `--shard`.
+ * @returns The shard.
+ * @throws {ConfigError} Unless `text` is two integers with `0 <= i < N`.
+ * @example
+ * ```ts
+ * import { parseShard } from "./analyze.ts";
+ * console.assert(parseShard("1/4").index === 1);
+ * ```
+ */
+export function parseShard(text: string, where = "--shard"): Shard {
+  const m = /^\s*(\d+)\s*\/\s*(\d+)\s*$/.exec(text);
+  const shard = m ? { index: Number(m[1]), count: Number(m[2]) } : undefined;
+  if (
+    !shard || !Number.isSafeInteger(shard.index) || !Number.isSafeInteger(shard.count) ||
+    shard.count < 1 || shard.index >= shard.count
+  ) {
+    throw new ConfigError(
+      `${where}: expected i/N with 0 <= i < N (e.g. 0/4), got ${JSON.stringify(text)}`,
+    );
+  }
+  return shard;
+}
+
+/** Options of {@linkcode resolveShard}. */
+export interface ResolveShardOptions {
+  /** The `--shard i/N` value. */
+  shard?: string;
+  /** The `--shards N` value (the count for `JOB_COMPLETION_INDEX`). */
+  shards?: string;
+  /** Reads an environment variable (default `Deno.env.get`). */
+  env?: (name: string) => string | undefined;
+}
+
+function count(text: string, where: string): number {
+  const n = /^\s*\d+\s*$/.test(text) ? Number(text) : NaN;
+  if (!Number.isSafeInteger(n) || n < 1) {
+    throw new ConfigError(`${where}: expected a positive integer, got ${JSON.stringify(text)}`);
+  }
+  return n;
+}
+
+function index(text: string, where: string): number {
+  const n = /^\s*\d+\s*$/.test(text) ? Number(text) : NaN;
+  if (!Number.isSafeInteger(n)) {
+    throw new ConfigError(
+      `${where}: expected a non-negative integer, got ${JSON.stringify(text)}`,
+    );
+  }
+  return n;
+}
+
+/**
+ * The shard of this worker: `--shard i/N`; else a Kubernetes Indexed Job
+ * (`JOB_COMPLETION_INDEX`, with the count from `--shards N` or `SAEFLOW_SHARDS`); else a Slurm
+ * array job (`SLURM_ARRAY_TASK_ID` − `SLURM_ARRAY_TASK_MIN` (0 when unset) of
+ * `SLURM_ARRAY_TASK_COUNT`; the array must be contiguous, e.g. `--array=0-7` or `1-8`); else
+ * none (undefined).
+ *
+ * @param options The flags and the environment.
+ * @returns The shard, or undefined for an unsharded run.
+ * @throws {ConfigError} For a malformed or out-of-range value, naming where it came from.
+ * @example
+ * ```ts
+ * import { resolveShard } from "./analyze.ts";
+ * const env = { JOB_COMPLETION_INDEX: "2", SAEFLOW_SHARDS: "4" } as Record<string, string>;
+ * const shard = resolveShard({ env: (n) => env[n] });
+ * console.assert(shard?.index === 2 && shard.count === 4);
+ * console.assert(resolveShard({ env: () => undefined }) === undefined);
+ * ```
+ */
+export function resolveShard(options: ResolveShardOptions = {}): Shard | undefined {
+  const env = options.env ?? ((name: string) => Deno.env.get(name));
+  const get = (name: string) => {
+    const v = env(name);
+    return v === undefined || v.trim() === "" ? undefined : v;
+  };
+  if (options.shard !== undefined) {
+    if (options.shards !== undefined) {
+      throw new ConfigError("--shards: give either --shard i/N or --shards N, not both");
+    }
+    return parseShard(options.shard, "--shard");
+  }
+  const k8s = get("JOB_COMPLETION_INDEX");
+  if (k8s !== undefined) {
+    const n = options.shards !== undefined
+      ? count(options.shards, "--shards")
+      : get("SAEFLOW_SHARDS") !== undefined
+      ? count(get("SAEFLOW_SHARDS")!, "SAEFLOW_SHARDS")
+      : undefined;
+    if (n === undefined) {
+      throw new ConfigError(
+        "JOB_COMPLETION_INDEX is set but the shard count is not: pass --shards N or set SAEFLOW_SHARDS (the Job's completions)",
+      );
+    }
+    const i = index(k8s, "JOB_COMPLETION_INDEX");
+    if (i >= n) {
+      throw new ConfigError(`JOB_COMPLETION_INDEX: ${i} is not below the shard count ${n}`);
+    }
+    return { index: i, count: n };
+  }
+  if (options.shards !== undefined) {
+    throw new ConfigError(
+      "--shards: needs JOB_COMPLETION_INDEX (a Kubernetes Indexed Job); else use --shard i/N",
+    );
+  }
+  const slurm = get("SLURM_ARRAY_TASK_ID");
+  if (slurm !== undefined) {
+    const id = index(slurm, "SLURM_ARRAY_TASK_ID");
+    const rawCount = get("SLURM_ARRAY_TASK_COUNT");
+    if (rawCount === undefined) {
+      throw new ConfigError("SLURM_ARRAY_TASK_ID is set but SLURM_ARRAY_TASK_COUNT is not");
+    }
+    const n = count(rawCount, "SLURM_ARRAY_TASK_COUNT");
+    const min = get("SLURM_ARRAY_TASK_MIN");
+    const lo = min === undefined ? 0 : index(min, "SLURM_ARRAY_TASK_MIN");
+    const max = get("SLURM_ARRAY_TASK_MAX");
+    if (max !== undefined && index(max, "SLURM_ARRAY_TASK_MAX") - lo + 1 !== n) {
+      throw new ConfigError(
+        `SLURM_ARRAY_TASK_COUNT: ${n} tasks do not fill ${lo}-${max}: the array must be contiguous (e.g. --array=0-${
+          n - 1
+        })`,
+      );
+    }
+    const i = id - lo;
+    if (i < 0 || i >= n) {
+      throw new ConfigError(
+        `SLURM_ARRAY_TASK_ID: ${id} is outside ${lo}..${
+          lo + n - 1
+        } (SLURM_ARRAY_TASK_MIN ${lo}, COUNT ${n})`,
+      );
+    }
+    return { index: i, count: n };
+  }
+  return undefined;
 }
 
 /** What {@linkcode analyzeSae} did. */
@@ -67,6 +229,11 @@ export interface AnalyzeSummary {
   location: string;
   /** Whether the fused model+SAE graph was used. */
   fused: boolean;
+  /**
+   * For a sharded run: this shard, the shards whose state is stored (this one included) and the
+   * bytes of this shard's stored state. No feature was written.
+   */
+  shard?: { index: number; count: number; done: number[]; bytes: number };
 }
 
 /** The parts of a run that are loaded before any data flows. */
@@ -102,47 +269,19 @@ function tap<T>(onBatch: (chunk: T) => void): TransformStream<T, T> {
   );
 }
 
-/** Keeps counts and the densest features of the records written. */
-class Tally {
-  alive = 0;
-  dead = 0;
-  densest: { index: number; act_times: number; record: FeatureRecord }[] = [];
-
-  constructor(readonly analysis: string, readonly keep = 5) {}
-
-  add(records: readonly FeatureRecord[]) {
-    for (const r of records) {
-      const a = r.analyses[this.analysis];
-      if (!a) continue;
-      if (a.act_times > 0) this.alive++;
-      else this.dead++;
-      if (a.act_times === 0) continue;
-      const d = this.densest;
-      if (d.length < this.keep || a.act_times > d[d.length - 1]!.act_times) {
-        d.push({ index: r.index, act_times: a.act_times, record: r });
-        d.sort((x, y) => y.act_times - x.act_times || x.index - y.index);
-        if (d.length > this.keep) d.pop();
-      }
-    }
-  }
-}
-
-function topToken(record: FeatureRecord, analysis: string, vocab: string[]): string | null {
-  const sample = record.analyses[analysis]?.samplings.find((s) => s.name === "top_activations")
-    ?.samples[0];
-  if (!sample) return null;
-  const id = sample.tokens[sample.peak_pos];
-  return id === undefined ? null : vocab[id] ?? `<${id}>`;
-}
-
 /** The dataset sources of the settings, in `[[activation_factory.sources]]` order. */
-function datasetsOf(settings: AnalyzeSAESettings) {
+function datasetsOf(settings: AnalyzeSAESettings, shard?: Shard) {
   return settings.activation_factory.sources.map((source) => {
     const ds = settings.datasets?.[source.name];
     if (!ds) {
       throw new ConfigError(`activation_factory.sources: no [datasets."${source.name}"] table`);
     }
-    return { name: source.name, pathOrId: ds.dataset_name_or_path, textField: ds.text_field };
+    return {
+      name: source.name,
+      pathOrId: ds.dataset_name_or_path,
+      textField: ds.text_field,
+      ...(shard ? { shard } : {}),
+    };
   });
 }
 
@@ -178,6 +317,11 @@ export async function analyzeSae(
 ): Promise<AnalyzeSummary> {
   const started = performance.now();
   const say = options.log ?? ((line: string) => console.log(line));
+  const shard = options.shard;
+  if (shard !== undefined) parseShard(`${shard.index}/${shard.count}`, "shard");
+  // Sharded: the token budget is split evenly between the shards.
+  const total = settings.analyzer.total_analyzing_tokens;
+  const limitTokens = shard && total != null ? Math.ceil(total / shard.count) : total;
   const loaded = await load(settings);
   const { sae, vocab } = loaded;
   const af = settings.activation_factory;
@@ -214,7 +358,7 @@ export async function analyzeSae(
   try {
     // The first record is read before anything is stored, so that a missing or empty dataset
     // fails the run with nothing written.
-    source = await withFirstRecordRead(datasetSource(datasetsOf(settings), {
+    source = await withFirstRecordRead(datasetSource(datasetsOf(settings, shard), {
       ...(af.sources.some((s) => s.sample_weights !== 1)
         ? { sampleWeights: af.sources.map((s) => s.sample_weights) }
         : {}),
@@ -232,7 +376,26 @@ export async function analyzeSae(
     for (const [name, ds] of Object.entries(settings.datasets ?? {})) {
       await store.putDataset({ name, config: JSON.parse(JSON.stringify(ds)) });
     }
-    await store.putAnalysis({ ...analysisDoc, status: "running", finished_at: null });
+    if (shard) {
+      // States of another shard count belong to an earlier job: a new count starts over.
+      const stale =
+        (await store.listAnalyzerStates(settings.sae_series, settings.sae_name, analysis))
+          .filter((st) => st.count !== shard.count);
+      for (const n of new Set(stale.map((st) => st.count))) {
+        await store.removeAnalyzerStates(settings.sae_series, settings.sae_name, analysis, {
+          count: n,
+        });
+        say(`removed the stored states of an earlier run with ${n} shards`);
+      }
+      await store.putAnalysis({
+        ...analysisDoc,
+        status: "partial",
+        finished_at: null,
+        shards: { count: shard.count, done: await shardsDone(store, settings, shard.count) },
+      });
+    } else {
+      await store.putAnalysis({ ...analysisDoc, status: "running", finished_at: null });
+    }
   } catch (error) {
     // Nothing flows yet: release the sessions, the dataset files and the store.
     await encode.stream.writable.abort(error);
@@ -245,7 +408,7 @@ export async function analyzeSae(
   const tally = new Tally(analysis);
   const progress = options.progress === false ? null : new Progress({
     unit: "tokens",
-    total: settings.analyzer.total_analyzing_tokens,
+    total: limitTokens,
   });
   let tokens = 0;
   let inputEnded: number | undefined;
@@ -254,25 +417,8 @@ export async function analyzeSae(
       ...(af.ignore_token_ids ?? []),
       ...(settings.analyzer.ignore_token_ids ?? []),
     ];
-    const analyzer = featureAnalyzer({
-      analysisName: analysis,
-      saeName: settings.sae_name,
-      saeSeries: settings.sae_series,
-      subsamples: Object.fromEntries(
-        Object.entries(settings.analyzer.subsamples).map((
-          [name, { proportion, n_samples }],
-        ) => [name, { proportion, n_samples }]),
-      ),
-      subsampleRule: settings.analyzer.subsample_rule === "python" ? "python" : "band",
-      // As in the settings: the table's own sizes win; these apply when it has no such entry.
-      nTop: settings.analyzer.n_top,
-      nNonActivating: settings.analyzer.n_non_activating,
-      windowBefore: settings.analyzer.window_before,
-      windowAfter: settings.analyzer.window_after,
-      seed: settings.analyzer.seed,
-      limitTokens: settings.analyzer.total_analyzing_tokens,
-    });
-    let records: ReadableStream<FeatureRecord> = source
+    const analyzer = featureAnalyzer({ ...analyzerOptionsOf(settings), limitTokens });
+    const batches = source
       .pipeThrough(tokenize({
         tokenizer: loaded.tokenizer,
         contextSize: af.context_size,
@@ -294,7 +440,23 @@ export async function analyzeSae(
       .pipeThrough(tap<FeatureBatch>((batch) => {
         tokens += batch.batchSize * batch.contextSize;
         progress?.update(tokens);
-      }))
+      }));
+    if (shard) {
+      return await saveShard({
+        settings,
+        shard,
+        store,
+        analyzer,
+        batches,
+        analysisDoc,
+        started,
+        progress,
+        tokens: () => tokens,
+        fused,
+        say,
+      });
+    }
+    let records: ReadableStream<FeatureRecord> = batches
       .pipeThrough(analyzer)
       // The first record comes out when the analyzer's input has ended: the end of the data flow.
       .pipeThrough(tap<FeatureRecord>(() => {
@@ -333,11 +495,7 @@ export async function analyzeSae(
       seconds,
       alive: tally.alive,
       dead: tally.dead,
-      densest: tally.densest.map((d) => ({
-        index: d.index,
-        act_times: d.act_times,
-        top_token: topToken(d.record, analysis, vocab),
-      })),
+      densest: tally.densestWithTokens(vocab),
       location: store.location,
       fused,
     };
@@ -349,12 +507,88 @@ export async function analyzeSae(
     await store.putAnalysis({
       ...analysisDoc,
       status: "failed",
-      error: reason.split("\n")[0]!,
+      error: (shard ? `shard ${shard.index}/${shard.count}: ` : "") + reason.split("\n")[0]!,
       n_analyzed_tokens: 0,
       finished_at: new Date().toISOString(),
     }).catch(() => {});
     throw error;
   }
+}
+
+/** The shards of `count` whose state is stored for the analysis of the settings. */
+async function shardsDone(
+  store: FeatureStore,
+  settings: AnalyzeSAESettings,
+  count: number,
+): Promise<number[]> {
+  return (await store.listAnalyzerStates(
+    settings.sae_series,
+    settings.sae_name,
+    settings.analysis_name,
+  )).filter((st) => st.count === count).map((st) => st.shard);
+}
+
+/** The end of a sharded run: feed the analyzer, store its state, mark the analysis partial. */
+async function saveShard(run: {
+  settings: AnalyzeSAESettings;
+  shard: Shard;
+  store: FeatureStore;
+  analyzer: ReturnType<typeof featureAnalyzer>;
+  batches: ReadableStream<FeatureBatch>;
+  analysisDoc: Omit<AnalysisDoc, "status" | "finished_at">;
+  started: number;
+  progress: Progress | null;
+  tokens: () => number;
+  fused: boolean;
+  say: (line: string) => void;
+}): Promise<AnalyzeSummary> {
+  const { settings, shard, store, analyzer } = run;
+  const streamStart = performance.now();
+  try {
+    await run.batches.pipeTo(analyzer.writable);
+  } catch (error) {
+    // The analyzer closes its input once `limitTokens` is reached: that is the normal end.
+    if (!analyzer.limitReached) throw error;
+  }
+  run.progress?.done();
+  const inputEnded = performance.now();
+  const state = analyzer.state;
+  const info = await store.putAnalyzerState({
+    sae_series: settings.sae_series,
+    sae_name: settings.sae_name,
+    analysis: settings.analysis_name,
+    shard: shard.index,
+    count: shard.count,
+  }, stateToChunks(state));
+  const done = await shardsDone(store, settings, shard.count);
+  const seconds = (performance.now() - run.started) / 1000;
+  await store.putAnalysis({
+    ...run.analysisDoc,
+    status: "partial",
+    n_analyzed_tokens: 0,
+    finished_at: null,
+    shards: { count: shard.count, done },
+    timings: {
+      total: seconds,
+      setup: (streamStart - run.started) / 1000,
+      stream: (inputEnded - streamStart) / 1000,
+      save: (performance.now() - inputEnded) / 1000,
+    },
+  });
+  const alive = state.stats().aliveFeatures;
+  const summary: AnalyzeSummary = {
+    tokens: run.tokens(),
+    analyzedTokens: state.nAnalyzedTokens,
+    seconds,
+    alive,
+    dead: state.dSae - alive,
+    densest: [],
+    location: store.location,
+    fused: run.fused,
+    shard: { index: shard.index, count: shard.count, done, bytes: info.bytes },
+  };
+  for (const line of summaryLines(summary, settings)) run.say(line);
+  return summary;
 }
 
 /** The summary printed at the end of a run. */
@@ -372,6 +606,19 @@ export function summaryLines(
     } tokens/s${s.fused ? " (fused model+SAE graph)" : ""}`,
     `features: ${s.alive} alive, ${s.dead} dead (of ${s.alive + s.dead})`,
   ];
+  if (s.shard) {
+    const { index, count, done, bytes } = s.shard;
+    const missing = Array.from({ length: count }, (_, i) => i).filter((i) => !done.includes(i));
+    lines.push(
+      `shard ${index}/${count}: analyzer state stored (${
+        (bytes / 1e6).toFixed(1)
+      } MB) in ${s.location} (analysis "${settings.analysis_name}")`,
+      missing.length
+        ? `shards done: ${done.join(", ") || "none"}; waiting for ${missing.join(", ")}`
+        : `all ${count} shards are done: run saeflow merge with the same settings file`,
+    );
+    return lines;
+  }
   if (s.densest.length) {
     lines.push("densest features:");
     for (const d of s.densest) {

@@ -1,5 +1,6 @@
 /**
- * The runners, composed from stages: `analyzeSae` (the seed's `analyze_sae`),
+ * The runners, composed from stages: `analyzeSae` (the seed's `analyze_sae`), `mergeAnalysis`
+ * (the last step of a sharded analysis),
  * `directLogitAttribute` (`direct_logit_attribute`) and `autoInterp` (`auto_interp`).
  *
  * @module
@@ -8,3 +9,4 @@
 export * from "./analyze.ts";
 export * from "./dla.ts";
 export * from "./autointerp.ts";
+export * from "./merge.ts";

@@ -880,7 +880,7 @@ Deno.test("`inspect` rejects a broken model folder or SAE with exit 2 and one li
     [
       "a model folder without an ONNX file",
       ["model", b.noOnnx!],
-      `Model folder ${b.noOnnx} has no ONNX model: looked for model.onnx, onnx/model.onnx`,
+      `Model folder ${b.noOnnx} has no ONNX model: looked for model.onnx, onnx/model.onnx, decoder_model.onnx, onnx/decoder_model.onnx`,
     ],
     [
       "a truncated model.onnx",
@@ -923,7 +923,7 @@ Deno.test("`analyze` rejects bad inputs with exit 2 and one line, and stores no 
     [
       "a model folder without ONNX",
       [modelPath(b.noOnnx!)],
-      `Model folder ${b.noOnnx} has no ONNX model: looked for model.onnx, onnx/model.onnx`,
+      `Model folder ${b.noOnnx} has no ONNX model: looked for model.onnx, onnx/model.onnx, decoder_model.onnx, onnx/decoder_model.onnx`,
     ],
     [
       "a truncated model.onnx",

@@ -267,7 +267,7 @@ Deno.test("dla runner refuses a model folder without an ONNX model", async () =>
         assert.ok(e instanceof ConfigError);
         assert.equal(
           e.message,
-          `Model folder ${tokenizerOnly} has no ONNX model: looked for model.onnx, onnx/model.onnx`,
+          `Model folder ${tokenizerOnly} has no ONNX model: looked for model.onnx, onnx/model.onnx, decoder_model.onnx, onnx/decoder_model.onnx`,
         );
         return true;
       },

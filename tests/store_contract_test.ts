@@ -14,6 +14,7 @@ import {
   openStore,
   type SaeDoc,
   SqliteFeatureStore,
+  STATE_CHUNK_BYTES,
 } from "../lib/store/mod.ts";
 import type { FeatureAnalysis, FeatureRecord, Interpretation, Sample } from "../lib/types.ts";
 import { mongoIgnored, withMongo, withTempDir } from "./_utils.ts";
@@ -112,6 +113,17 @@ function logitsOf(seed: number): NonNullable<FeatureRecord["logits"]> {
 async function readAll(stream: ReadableStream<FeatureRecord>): Promise<FeatureRecord[]> {
   const out: FeatureRecord[] = [];
   for await (const r of stream) out.push(r);
+  return out;
+}
+
+async function stateBytes(
+  store: FeatureStore,
+  key: Parameters<FeatureStore["getAnalyzerState"]>[0],
+): Promise<number[] | null> {
+  const chunks = await store.getAnalyzerState(key);
+  if (chunks === null) return null;
+  const out: number[] = [];
+  for await (const c of chunks) out.push(...c);
   return out;
 }
 
@@ -410,6 +422,100 @@ async function contract(label: string, t: Deno.TestContext, factory: StoreFactor
           e instanceof RangeError &&
           e.message === "Invalid skip -2: expected a non-negative integer",
       );
+    });
+
+    await t.step("analyzer states: put, get, list, replace on re-put, remove", async () => {
+      const key = { sae_series: "s", sae_name: "st", analysis: "default", shard: 1, count: 2 };
+      assert.equal(await store.getAnalyzerState(key), null);
+      const first = [new Uint8Array([1, 2, 3]), new Uint8Array(0), new Uint8Array([4, 5])];
+      const info = await store.putAnalyzerState(key, first);
+      assert.deepEqual({ ...info, created_at: "" }, {
+        ...key,
+        bytes: 5,
+        chunks: 1,
+        created_at: "",
+      });
+      assert.deepEqual(await stateBytes(store, key), [1, 2, 3, 4, 5]);
+      await store.putAnalyzerState(
+        { ...key, shard: 0 },
+        (async function* () {
+          yield new Uint8Array([9]);
+        })(),
+      );
+      await store.putAnalyzerState({ ...key, analysis: "other" }, [new Uint8Array([7])]);
+      const listed = await store.listAnalyzerStates("s", "st", "default");
+      assert.deepEqual(listed.map((l) => [l.shard, l.count, l.bytes]), [[0, 2, 1], [1, 2, 5]]);
+      // A re-run of shard 1 replaces its state.
+      await store.putAnalyzerState(key, [new Uint8Array([6, 6])]);
+      assert.deepEqual(await stateBytes(store, key), [6, 6]);
+      assert.equal((await store.listAnalyzerStates("s", "st", "default")).length, 2);
+      // An empty state is a state.
+      await store.putAnalyzerState({ ...key, count: 3 }, []);
+      assert.deepEqual(await stateBytes(store, { ...key, count: 3 }), []);
+      assert.equal(await store.removeAnalyzerStates("s", "st", "default", { count: 3 }), 1);
+      assert.equal(await store.removeAnalyzerStates("s", "st", "default"), 2);
+      assert.deepEqual(await store.listAnalyzerStates("s", "st", "default"), []);
+      assert.equal(await store.getAnalyzerState(key), null);
+      assert.deepEqual(await stateBytes(store, { ...key, analysis: "other" }), [7]);
+      // removeAnalysis() takes the analysis' states with it.
+      await store.removeAnalysis("s", "st", "other");
+      assert.deepEqual(await store.listAnalyzerStates("s", "st", "other"), []);
+      await assert.rejects(
+        () => store.putAnalyzerState({ ...key, shard: 2 }, []),
+        (e) =>
+          e instanceof RangeError &&
+          e.message === "Invalid analyzer state shard 2/2: expected 0 <= shard < count",
+      );
+    });
+
+    await t.step(
+      "an analyzer state larger than 8 MiB is stored in pieces and read back whole",
+      async () => {
+        const key = { sae_series: "s", sae_name: "big", analysis: "default", shard: 0, count: 1 };
+        const big = new Uint8Array(STATE_CHUNK_BYTES * 2 + 12345);
+        const rand = rng(99);
+        for (let i = 0; i < big.length; i += 4096) big[i] = Math.floor(rand() * 256);
+        big[big.length - 1] = 77;
+        // One synthetic chunk of 16 MiB + a bit, larger than a MongoDB document may be.
+        const info = await store.putAnalyzerState(key, [big.subarray(0, 100), big.subarray(100)]);
+        assert.equal(info.bytes, big.length);
+        assert.equal(info.chunks, 3);
+        const got = await store.getAnalyzerState(key);
+        assert.ok(got);
+        const parts: Uint8Array[] = [];
+        for await (const p of got) parts.push(p);
+        assert.deepEqual(parts.map((p) => p.length), [
+          STATE_CHUNK_BYTES,
+          STATE_CHUNK_BYTES,
+          12345,
+        ]);
+        let at = 0;
+        for (const p of parts) {
+          assert.ok(p.every((v, i) => v === big[at + i]), `piece at ${at} differs`);
+          at += p.length;
+        }
+        await store.removeAnalyzerStates("s", "big", "default");
+      },
+    );
+
+    await t.step("a put that fails half-way leaves the previous state as it was", async () => {
+      const key = { sae_series: "s", sae_name: "fail", analysis: "default", shard: 0, count: 2 };
+      await store.putAnalyzerState(key, [new Uint8Array([1, 1, 1])]);
+      await assert.rejects(
+        () =>
+          store.putAnalyzerState(
+            key,
+            (async function* () {
+              yield new Uint8Array(STATE_CHUNK_BYTES + 10); // one whole piece is stored ...
+              throw new Error("worker killed");
+            })(),
+          ),
+        (e) => e instanceof Error && e.message === "worker killed",
+      );
+      assert.deepEqual(await stateBytes(store, key), [1, 1, 1]);
+      const [only] = await store.listAnalyzerStates("s", "fail", "default");
+      assert.deepEqual([only?.bytes, only?.chunks], [3, 1]);
+      await store.removeAnalyzerStates("s", "fail", "default");
     });
 
     await t.step("a bulk write of 10000 realistic features is fully readable", async () => {

@@ -7,3 +7,4 @@
 export * from "./options.ts";
 export * from "./histogram.ts";
 export * from "./state.ts";
+export * from "./state_chunks.ts";

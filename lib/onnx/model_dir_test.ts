@@ -35,7 +35,7 @@ Deno.test("a model folder without an ONNX file is a ConfigError naming the files
     await assertRejects(
       () => loadModelDir(dir),
       ConfigError,
-      `Model folder ${dir} has no ONNX model: looked for model.onnx, onnx/model.onnx`,
+      `Model folder ${dir} has no ONNX model: looked for model.onnx, onnx/model.onnx, decoder_model.onnx, onnx/decoder_model.onnx`,
     );
     await assertRejects(() => loadModelDir(join(dir, "nope")), ConfigError, "does not exist");
   } finally {

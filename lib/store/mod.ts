@@ -5,10 +5,12 @@
  * @module
  */
 
-export { DEFAULT_ANALYSIS } from "./types.ts";
+export { DEFAULT_ANALYSIS, STATE_CHUNK_BYTES } from "./types.ts";
 export type {
   AnalysisDoc,
   AnalysisStatus,
+  AnalyzerStateInfo,
+  AnalyzerStateKey,
   DatasetDoc,
   FeatureFilter,
   FeatureListOptions,

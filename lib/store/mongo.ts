@@ -16,6 +16,13 @@
  * stalls on update commands of 100 operations or more: there lookups go by `_id` and updates
  * are sent 50 at a time.
  *
+ * Analyzer states (sharded runs) are kept as pieces of at most 8 MiB (half the 16 MiB document
+ * limit) in `analyzer_state_chunks`, `_id` = `<generation>:<seq>`, and one manifest per
+ * `(sae_series, sae_name, analysis, shard, count)` in `analyzer_states` naming the generation and
+ * its piece count. A put inserts the pieces of a fresh generation, then replaces the manifest (one
+ * single-document write: the moment the new state becomes visible), then deletes the old
+ * generation's pieces. Only ordinary CRUD, so FerretDB runs it; pieces are read by `_id`.
+ *
  * @module
  */
 
@@ -45,18 +52,22 @@ import {
   resolvePageSize,
   WRITE_BATCH,
 } from "./_common.ts";
-import type {
-  AnalysisDoc,
-  DatasetDoc,
-  FeatureFilter,
-  FeatureListOptions,
-  FeatureStore,
-  FeatureSummary,
-  ModelDoc,
-  ReadFeaturesOptions,
-  RemoveAnalysisResult,
-  RemoveSaeResult,
-  SaeDoc,
+import { checkStateKey, pieces } from "./_state.ts";
+import {
+  type AnalysisDoc,
+  type AnalyzerStateInfo,
+  type AnalyzerStateKey,
+  type DatasetDoc,
+  type FeatureFilter,
+  type FeatureListOptions,
+  type FeatureStore,
+  type FeatureSummary,
+  type ModelDoc,
+  type ReadFeaturesOptions,
+  type RemoveAnalysisResult,
+  type RemoveSaeResult,
+  type SaeDoc,
+  STATE_CHUNK_BYTES,
 } from "./types.ts";
 
 /** Default time to reach the server, in milliseconds. */
@@ -367,6 +378,11 @@ export class MongoFeatureStore implements FeatureStore {
       sae_series: series,
       sae_name: name,
     });
+    await this.#db.collection("analyzer_states").deleteMany({ sae_series: series, sae_name: name });
+    await this.#db.collection("analyzer_state_chunks").deleteMany({
+      sae_series: series,
+      sae_name: name,
+    });
     const sae = await this.#db.collection("saes").deleteOne({ series, name });
     return {
       sae: sae.deletedCount > 0,
@@ -446,6 +462,7 @@ export class MongoFeatureStore implements FeatureStore {
       sae_name: saeName,
       name,
     });
+    await this.removeAnalyzerStates(series, saeName, name);
     return { analysis: analysis.deletedCount > 0, features: features.modifiedCount };
   }
 
@@ -691,6 +708,152 @@ export class MongoFeatureStore implements FeatureStore {
         await cursor?.close();
       },
     }, { highWaterMark: 0 });
+  }
+
+  // --- Analyzer states ------------------------------------------------------------------------
+
+  get #states(): Collection<Document & { _id: string }> {
+    return this.#db.collection<Document & { _id: string }>("analyzer_states");
+  }
+
+  get #stateChunks(): Collection<Document & { _id: string }> {
+    return this.#db.collection<Document & { _id: string }>("analyzer_state_chunks");
+  }
+
+  /** Deletes the pieces of a generation by `_id` (the lookup FerretDB does without a scan). */
+  async #dropGeneration(generation: string, n: number): Promise<void> {
+    for (let seq = 0; seq < n; seq += 100) {
+      const ids = Array.from(
+        { length: Math.min(100, n - seq) },
+        (_, i) => `${generation}:${seq + i}`,
+      );
+      await this.#stateChunks.deleteMany({ _id: { $in: ids } });
+    }
+  }
+
+  /**
+   * Stores an analyzer state's bytes: pieces under a fresh generation, then the manifest (the
+   * state becomes visible), then the old generation's pieces are removed.
+   */
+  async putAnalyzerState(
+    key: AnalyzerStateKey,
+    chunks: AsyncIterable<Uint8Array> | Iterable<Uint8Array>,
+  ): Promise<AnalyzerStateInfo> {
+    const k = checkStateKey(key);
+    const generation = crypto.randomUUID();
+    const owner = { sae_series: k.sae_series, sae_name: k.sae_name, analysis: k.analysis };
+    let seq = 0;
+    let bytes = 0;
+    try {
+      for await (const piece of pieces(chunks, STATE_CHUNK_BYTES)) {
+        await this.#stateChunks.insertOne({
+          _id: `${generation}:${seq}`,
+          generation,
+          seq,
+          ...owner,
+          data: new Binary(piece),
+        });
+        seq++;
+        bytes += piece.length;
+      }
+    } catch (error) {
+      await this.#dropGeneration(generation, seq + 1).catch(() => {});
+      throw error;
+    }
+    const id = JSON.stringify([k.sae_series, k.sae_name, k.analysis, k.count, k.shard]);
+    const info: AnalyzerStateInfo = {
+      ...owner,
+      shard: k.shard,
+      count: k.count,
+      bytes,
+      chunks: seq,
+      created_at: new Date().toISOString(),
+    };
+    let old: Document | null;
+    try {
+      old = await this.#states.findOneAndReplace(
+        { _id: id },
+        { _id: id, ...info, generation },
+        { upsert: true, returnDocument: "before" },
+      );
+    } catch (error) {
+      await this.#dropGeneration(generation, seq).catch(() => {});
+      throw error;
+    }
+    if (old && typeof old.generation === "string" && old.generation !== generation) {
+      await this.#dropGeneration(old.generation, Number(old.chunks));
+    }
+    return info;
+  }
+
+  /** The bytes of a stored analyzer state, one piece per iteration step, or null. */
+  async getAnalyzerState(key: AnalyzerStateKey): Promise<AsyncIterable<Uint8Array> | null> {
+    const k = checkStateKey(key);
+    const id = JSON.stringify([k.sae_series, k.sae_name, k.analysis, k.count, k.shard]);
+    const manifest = await this.#states.findOne({ _id: id });
+    if (!manifest) return null;
+    const generation = manifest.generation as string;
+    const n = Number(manifest.chunks);
+    const chunks = this.#stateChunks;
+    const where =
+      `${k.sae_series}/${k.sae_name} analysis ${k.analysis} shard ${k.shard}/${k.count}`;
+    return (async function* () {
+      for (let seq = 0; seq < n; seq++) {
+        const piece = await chunks.findOne({ _id: `${generation}:${seq}` });
+        if (!piece || !(piece.data instanceof Binary)) {
+          throw new Error(
+            `Cannot read the analyzer state of ${where}: piece ${seq} of ${n} is gone (replaced while reading?)`,
+          );
+        }
+        const data = piece.data;
+        yield data.buffer.subarray(0, data.position);
+      }
+    })();
+  }
+
+  /** The analyzer states stored for one analysis, by count then shard. */
+  async listAnalyzerStates(
+    series: string,
+    saeName: string,
+    analysis: string,
+  ): Promise<AnalyzerStateInfo[]> {
+    checkAnalysisName(analysis);
+    const docs = await this.#states.find({ sae_series: series, sae_name: saeName, analysis })
+      .toArray();
+    return docs.map((d) => ({
+      sae_series: d.sae_series as string,
+      sae_name: d.sae_name as string,
+      analysis: d.analysis as string,
+      shard: Number(d.shard),
+      count: Number(d.count),
+      bytes: Number(d.bytes),
+      chunks: Number(d.chunks),
+      created_at: d.created_at as string,
+    })).sort((a, b) => a.count - b.count || a.shard - b.shard);
+  }
+
+  /** Removes the analyzer states of one analysis (of `count` shards when given). */
+  async removeAnalyzerStates(
+    series: string,
+    saeName: string,
+    analysis: string,
+    options: { count?: number } = {},
+  ): Promise<number> {
+    checkAnalysisName(analysis);
+    const owner = { sae_series: series, sae_name: saeName, analysis };
+    if (options.count === undefined) {
+      const removed = await this.#states.deleteMany(owner);
+      // Every piece of the analysis, those of interrupted puts included.
+      await this.#stateChunks.deleteMany(owner);
+      return removed.deletedCount;
+    }
+    let removed = 0;
+    for (const d of await this.#states.find({ ...owner, count: options.count }).toArray()) {
+      const gone = await this.#states.deleteOne({ _id: d._id });
+      removed += gone.deletedCount;
+      await this.#dropGeneration(d.generation as string, Number(d.chunks));
+    }
+    return removed;
   }
 
   /**

@@ -6,6 +6,11 @@
  * interpretation text) and `feature_analyses` (one row per feature and analysis: indexed
  * `act_times`, `max_activation`, `n_analyzed_tokens` columns and the analysis document).
  * Documents are packed by `_codec.ts`: JSON text, or a blob when they hold typed arrays.
+ * Analyzer states (sharded runs): `analyzer_states` holds one manifest row per
+ * `(sae_series, sae_name, analysis, shard, count)` naming a generation; `analyzer_state_chunks`
+ * holds the pieces (a blob of at most 8 MiB each) of every generation. A put writes the pieces of
+ * a fresh generation, then in one transaction points the manifest at it and deletes the old
+ * generation's pieces: a reader sees the old state or the new one, never a mix.
  * The database runs in WAL mode, so a viewer can read while an analysis writes; writes go in
  * transactions through prepared statements.
  *
@@ -28,18 +33,22 @@ import {
   resolvePageSize,
   WRITE_BATCH,
 } from "./_common.ts";
-import type {
-  AnalysisDoc,
-  DatasetDoc,
-  FeatureFilter,
-  FeatureListOptions,
-  FeatureStore,
-  FeatureSummary,
-  ModelDoc,
-  ReadFeaturesOptions,
-  RemoveAnalysisResult,
-  RemoveSaeResult,
-  SaeDoc,
+import { checkStateKey, pieces } from "./_state.ts";
+import {
+  type AnalysisDoc,
+  type AnalyzerStateInfo,
+  type AnalyzerStateKey,
+  type DatasetDoc,
+  type FeatureFilter,
+  type FeatureListOptions,
+  type FeatureStore,
+  type FeatureSummary,
+  type ModelDoc,
+  type ReadFeaturesOptions,
+  type RemoveAnalysisResult,
+  type RemoveSaeResult,
+  type SaeDoc,
+  STATE_CHUNK_BYTES,
 } from "./types.ts";
 
 /** The file name of the store under `output_dir`. */
@@ -74,6 +83,17 @@ CREATE INDEX IF NOT EXISTS feature_analyses_act_times
   ON feature_analyses (sae_series, sae_name, analysis, act_times, idx);
 CREATE INDEX IF NOT EXISTS feature_analyses_max_activation
   ON feature_analyses (sae_series, sae_name, analysis, max_activation, idx);
+CREATE TABLE IF NOT EXISTS analyzer_states (
+  sae_series TEXT NOT NULL, sae_name TEXT NOT NULL, analysis TEXT NOT NULL,
+  shard INTEGER NOT NULL, count INTEGER NOT NULL, generation TEXT NOT NULL,
+  bytes INTEGER NOT NULL, chunks INTEGER NOT NULL, created_at TEXT NOT NULL,
+  PRIMARY KEY (sae_series, sae_name, analysis, count, shard));
+CREATE TABLE IF NOT EXISTS analyzer_state_chunks (
+  generation TEXT NOT NULL, seq INTEGER NOT NULL,
+  sae_series TEXT NOT NULL, sae_name TEXT NOT NULL, analysis TEXT NOT NULL,
+  data BLOB NOT NULL, PRIMARY KEY (generation, seq));
+CREATE INDEX IF NOT EXISTS analyzer_state_chunks_owner
+  ON analyzer_state_chunks (sae_series, sae_name, analysis);
 `;
 
 type Row = Record<string, unknown>;
@@ -216,6 +236,10 @@ export class SqliteFeatureStore implements FeatureStore {
       this.#transaction(() => {
         this.#stmt("DELETE FROM feature_analyses WHERE sae_series = ? AND sae_name = ?")
           .run(series, name);
+        this.#stmt("DELETE FROM analyzer_states WHERE sae_series = ? AND sae_name = ?")
+          .run(series, name);
+        this.#stmt("DELETE FROM analyzer_state_chunks WHERE sae_series = ? AND sae_name = ?")
+          .run(series, name);
         const features = this.#stmt("DELETE FROM features WHERE sae_series = ? AND sae_name = ?")
           .run(series, name).changes;
         const analyses = this.#stmt("DELETE FROM analyses WHERE sae_series = ? AND sae_name = ?")
@@ -300,6 +324,7 @@ export class SqliteFeatureStore implements FeatureStore {
         const analysis = this.#stmt(
           "DELETE FROM analyses WHERE sae_series = ? AND sae_name = ? AND name = ?",
         ).run(series, saeName, name).changes;
+        this.#removeStates(series, saeName, name, undefined);
         return { analysis: Number(analysis) > 0, features: Number(features) };
       });
     });
@@ -515,6 +540,167 @@ export class SqliteFeatureStore implements FeatureStore {
       if (records.length === 0) return Promise.resolve(null);
       return Promise.resolve({ records, cursor: records[records.length - 1]!.index });
     });
+  }
+
+  // --- Analyzer states ------------------------------------------------------------------------
+
+  /** Stores an analyzer state's bytes under a fresh generation, then makes it visible. */
+  async putAnalyzerState(
+    key: AnalyzerStateKey,
+    chunks: AsyncIterable<Uint8Array> | Iterable<Uint8Array>,
+  ): Promise<AnalyzerStateInfo> {
+    const k = checkStateKey(key);
+    const generation = crypto.randomUUID();
+    const insert = this.#stmt(
+      `INSERT INTO analyzer_state_chunks (generation, seq, sae_series, sae_name, analysis, data)
+       VALUES (?, ?, ?, ?, ?, ?)`,
+    );
+    let seq = 0;
+    let bytes = 0;
+    try {
+      for await (const piece of pieces(chunks, STATE_CHUNK_BYTES)) {
+        insert.run(generation, seq++, k.sae_series, k.sae_name, k.analysis, piece);
+        bytes += piece.length;
+      }
+      const info: AnalyzerStateInfo = {
+        sae_series: k.sae_series,
+        sae_name: k.sae_name,
+        analysis: k.analysis,
+        shard: k.shard,
+        count: k.count,
+        bytes,
+        chunks: seq,
+        created_at: new Date().toISOString(),
+      };
+      this.#transaction(() => {
+        const old = this.#stmt(
+          `SELECT generation FROM analyzer_states
+           WHERE sae_series = ? AND sae_name = ? AND analysis = ? AND count = ? AND shard = ?`,
+        ).get(k.sae_series, k.sae_name, k.analysis, k.count, k.shard);
+        this.#stmt(
+          `INSERT OR REPLACE INTO analyzer_states
+             (sae_series, sae_name, analysis, shard, count, generation, bytes, chunks, created_at)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+        ).run(
+          k.sae_series,
+          k.sae_name,
+          k.analysis,
+          k.shard,
+          k.count,
+          generation,
+          bytes,
+          seq,
+          info.created_at,
+        );
+        if (old) {
+          this.#stmt("DELETE FROM analyzer_state_chunks WHERE generation = ?")
+            .run(old.generation as string);
+        }
+      });
+      return info;
+    } catch (error) {
+      // The pieces written so far belong to no manifest: remove them (best effort).
+      try {
+        if (!this.#closed) {
+          this.#stmt("DELETE FROM analyzer_state_chunks WHERE generation = ?").run(generation);
+        }
+      } catch { /* the original error matters */ }
+      throw error;
+    }
+  }
+
+  /** The bytes of a stored analyzer state, one piece per iteration step, or null. */
+  getAnalyzerState(key: AnalyzerStateKey): Promise<AsyncIterable<Uint8Array> | null> {
+    return settle(() => {
+      const k = checkStateKey(key);
+      const row = this.#stmt(
+        `SELECT generation, chunks FROM analyzer_states
+         WHERE sae_series = ? AND sae_name = ? AND analysis = ? AND count = ? AND shard = ?`,
+      ).get(k.sae_series, k.sae_name, k.analysis, k.count, k.shard);
+      if (!row) return null;
+      const generation = row.generation as string;
+      const n = Number(row.chunks);
+      const read = this.#stmt(
+        "SELECT data FROM analyzer_state_chunks WHERE generation = ? AND seq = ?",
+      );
+      const where =
+        `${k.sae_series}/${k.sae_name} analysis ${k.analysis} shard ${k.shard}/${k.count}`;
+      return (async function* () {
+        for (let seq = 0; seq < n; seq++) {
+          const piece = read.get(generation, seq);
+          if (!piece) {
+            throw new Error(
+              `Cannot read the analyzer state of ${where}: piece ${seq} of ${n} is gone (replaced while reading?)`,
+            );
+          }
+          yield piece.data as Uint8Array;
+        }
+      })();
+    });
+  }
+
+  /** The analyzer states stored for one analysis, by count then shard. */
+  listAnalyzerStates(
+    series: string,
+    saeName: string,
+    analysis: string,
+  ): Promise<AnalyzerStateInfo[]> {
+    return settle(() => {
+      checkAnalysisName(analysis);
+      return this.#stmt(
+        `SELECT sae_series, sae_name, analysis, shard, count, bytes, chunks, created_at
+         FROM analyzer_states WHERE sae_series = ? AND sae_name = ? AND analysis = ?
+         ORDER BY count, shard`,
+      ).all(series, saeName, analysis).map((r) => ({
+        sae_series: r.sae_series as string,
+        sae_name: r.sae_name as string,
+        analysis: r.analysis as string,
+        shard: Number(r.shard),
+        count: Number(r.count),
+        bytes: Number(r.bytes),
+        chunks: Number(r.chunks),
+        created_at: r.created_at as string,
+      }));
+    });
+  }
+
+  /** Removes the analyzer states of one analysis (of `count` shards when given). */
+  removeAnalyzerStates(
+    series: string,
+    saeName: string,
+    analysis: string,
+    options: { count?: number } = {},
+  ): Promise<number> {
+    return settle(() => {
+      checkAnalysisName(analysis);
+      return this.#transaction(() => this.#removeStates(series, saeName, analysis, options.count));
+    });
+  }
+
+  /** Deletes manifests and their pieces (all pieces of the analysis, orphans included, when no
+   * count is given); call inside a transaction. */
+  #removeStates(series: string, saeName: string, analysis: string, count: number | undefined) {
+    if (count === undefined) {
+      this.#stmt(
+        "DELETE FROM analyzer_state_chunks WHERE sae_series = ? AND sae_name = ? AND analysis = ?",
+      ).run(series, saeName, analysis);
+      return Number(
+        this.#stmt(
+          "DELETE FROM analyzer_states WHERE sae_series = ? AND sae_name = ? AND analysis = ?",
+        ).run(series, saeName, analysis).changes,
+      );
+    }
+    this.#stmt(
+      `DELETE FROM analyzer_state_chunks WHERE generation IN (
+         SELECT generation FROM analyzer_states
+         WHERE sae_series = ? AND sae_name = ? AND analysis = ? AND count = ?)`,
+    ).run(series, saeName, analysis, count);
+    return Number(
+      this.#stmt(
+        `DELETE FROM analyzer_states
+         WHERE sae_series = ? AND sae_name = ? AND analysis = ? AND count = ?`,
+      ).run(series, saeName, analysis, count).changes,
+    );
   }
 
   /** Closes the database file. Idempotent. */

@@ -68,8 +68,12 @@ export interface DatasetDoc {
   config: Record<string, unknown>;
 }
 
-/** Status of an analysis: complete only when every feature has been written. */
-export type AnalysisStatus = "running" | "complete" | "failed";
+/**
+ * Status of an analysis: complete only when every feature has been written. `partial`: a
+ * sharded analysis (`saeflow analyze --shard i/N`) with some shard states stored and no feature
+ * written yet; `saeflow merge` makes it `complete`.
+ */
+export type AnalysisStatus = "running" | "partial" | "complete" | "failed";
 
 /** One analysis run of an SAE, keyed by `(sae_series, sae_name, name)`. */
 export interface AnalysisDoc {
@@ -90,6 +94,11 @@ export interface AnalysisDoc {
   finished_at: string | null;
   /** Seconds per stage or phase, by name. */
   timings: Record<string, number>;
+  /**
+   * For a sharded analysis: the shard count and the shards whose state was stored (as seen by
+   * the last shard that finished; the stored states themselves are what `merge` reads).
+   */
+  shards?: { count: number; done: number[] };
 }
 
 /** What `removeSae()` removed. */
@@ -155,6 +164,40 @@ export interface ReadFeaturesOptions {
   /** Records fetched per page; default 256. */
   pageSize?: number;
 }
+
+/** Which stored analyzer state: one shard `shard`/`count` of one analysis of one SAE. */
+export interface AnalyzerStateKey {
+  sae_series: string;
+  sae_name: string;
+  /** The analysis name. */
+  analysis: string;
+  /** The shard index, in `[0, count)`. */
+  shard: number;
+  /** The number of shards of the run. */
+  count: number;
+}
+
+/** A stored analyzer state (what `listAnalyzerStates()` returns). */
+export interface AnalyzerStateInfo extends AnalyzerStateKey {
+  /** Total bytes of the state. */
+  bytes: number;
+  /** Stored pieces (each at most {@linkcode STATE_CHUNK_BYTES}). */
+  chunks: number;
+  /** ISO 8601, when the state became visible. */
+  created_at: string;
+}
+
+/**
+ * The largest piece an analyzer state is stored in: 8 MiB, half of MongoDB's 16 MiB document
+ * limit.
+ *
+ * @example
+ * ```ts
+ * import { STATE_CHUNK_BYTES } from "./types.ts";
+ * console.assert(STATE_CHUNK_BYTES === 8 * 1024 * 1024);
+ * ```
+ */
+export const STATE_CHUNK_BYTES = 8 * 1024 * 1024;
 
 /**
  * Where features and their metadata are kept. Feature writes are idempotent upserts keyed on
@@ -223,6 +266,38 @@ export interface FeatureStore extends AsyncDisposable {
     name: string,
     options?: ReadFeaturesOptions,
   ): ReadableStream<FeatureRecord>;
+
+  /**
+   * Stores the bytes of an analyzer state (e.g. from `stateToChunks`) under `key`, in pieces of
+   * at most {@linkcode STATE_CHUNK_BYTES}, replacing the state stored under the same key. The new
+   * state becomes visible only once all of it is stored; if `chunks` throws or the write fails,
+   * the previous state stays as it was.
+   */
+  putAnalyzerState(
+    key: AnalyzerStateKey,
+    chunks: AsyncIterable<Uint8Array> | Iterable<Uint8Array>,
+  ): Promise<AnalyzerStateInfo>;
+  /**
+   * The bytes of a stored analyzer state, read piece by piece as they are iterated, or null
+   * when none is stored under `key`.
+   */
+  getAnalyzerState(key: AnalyzerStateKey): Promise<AsyncIterable<Uint8Array> | null>;
+  /** The analyzer states stored for one analysis, by count then shard. */
+  listAnalyzerStates(
+    series: string,
+    saeName: string,
+    analysis: string,
+  ): Promise<AnalyzerStateInfo[]>;
+  /**
+   * Removes the analyzer states of one analysis (only those of `count` shards when given);
+   * returns how many were removed.
+   */
+  removeAnalyzerStates(
+    series: string,
+    saeName: string,
+    analysis: string,
+    options?: { count?: number },
+  ): Promise<number>;
 
   /** Releases the connection or file; further calls fail. Idempotent. */
   close(): Promise<void>;
