@@ -409,6 +409,26 @@ Deno.test("AnalyzerState.fromJSON rejects what is not a saved state", () => {
   );
   const renamed = AnalyzerState.fromJSON(saved, { analysisName: "second" });
   assertEquals(renamed.options.analysisName, "second");
+  // A window that is not base64, or not whole int32s, names the candidate.
+  const s = synthetic({ seed: 3, nCtx: 20, T: 8, dSae: 16 });
+  const full = JSON.parse(JSON.stringify(run(toBatches(s, 4), REF_OPTIONS)));
+  const candidate = (tokens: string) => ({
+    ...full,
+    candidates: full.candidates.map((c: object, i: number) => (i === 1 ? { ...c, tokens } : c)),
+  });
+  throws(
+    () => AnalyzerState.fromJSON(candidate("%%%")),
+    (e: unknown) =>
+      e instanceof TypeError &&
+      e.message === "Cannot read analyzer state: candidates[1].tokens is not valid base64",
+  );
+  throws(
+    () => AnalyzerState.fromJSON(candidate("AAAAAAA=")),
+    (e: unknown) =>
+      e instanceof TypeError &&
+      e.message ===
+        "Cannot read analyzer state: candidates[1].tokens has 5 bytes, not a multiple of 4",
+  );
 });
 
 // ---------------------------------------------------------------------------------------------
