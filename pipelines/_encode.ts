@@ -42,6 +42,11 @@ export interface EncodeStage {
   fused: boolean;
   /** Why the fused graph is not used, when it is not. */
   reason: string | null;
+  /**
+   * Seconds spent so far in the fused graph's `encode()` (its session runs and their outputs),
+   * or null when the graph is not fused.
+   */
+  encodeSeconds(): number | null;
 }
 
 /**
@@ -60,7 +65,12 @@ export async function encodeStage(options: EncodeStageOptions): Promise<EncodeSt
       device: options.device,
       ...threads,
     });
-    return { stream: fusedEncode({ encoder, ownEncoder: true }), fused: true, reason: null };
+    return {
+      stream: fusedEncode({ encoder, ownEncoder: true }),
+      fused: true,
+      reason: null,
+      encodeSeconds: () => encoder.stats.seconds,
+    };
   }
   const session = await openHookSession(options.model, [options.hookPoint], {
     device: options.device,
@@ -87,5 +97,6 @@ export async function encodeStage(options: EncodeStageOptions): Promise<EncodeSt
       : check.fusable
       ? `model dtype ${dtype}`
       : check.reason,
+    encodeSeconds: () => null,
   };
 }

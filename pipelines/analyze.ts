@@ -481,12 +481,14 @@ export async function analyzeSae(
       n_analyzed_tokens: analyzer.nAnalyzedTokens,
       finished_at: new Date().toISOString(),
       // setup: loading and opening before data flows; stream: data flow (read, tokenize, encode,
-      // analyze) until the analyzer's input ended; write: building and storing the records.
+      // analyze) until the analyzer's input ended; write: building and storing the records;
+      // encode: the part of stream spent in the fused model+SAE graph (when fused).
       timings: {
         total: seconds,
         setup: (analyzeDone - started) / 1000,
         stream: ((inputEnded ?? performance.now()) - analyzeDone) / 1000,
         write: inputEnded === undefined ? 0 : (performance.now() - inputEnded) / 1000,
+        ...(encode.encodeSeconds() === null ? {} : { encode: encode.encodeSeconds()! }),
       },
     });
     const summary: AnalyzeSummary = {

@@ -256,11 +256,17 @@ Deno.test("analyzeSae() finds exactly the planted features (fused model+SAE grap
     const result = await runPlanted(dir, true);
     checkPlanted(result, true);
     assert.ok(result.lines.some((l) => l.includes("(fused model+SAE graph)")));
+    // The fused graph's own time is recorded, and is part of the data flow's time.
+    const t = result.analysisDoc!.timings!;
+    assert.ok(t.encode! > 0 && t.encode! <= t.stream!, JSON.stringify(t));
   });
 });
 
 Deno.test("analyzeSae() finds exactly the planted features (model hook, then SAE encoder)", async () => {
   await withTempDir(async (dir) => {
-    checkPlanted(await runPlanted(dir, false), false);
+    const result = await runPlanted(dir, false);
+    checkPlanted(result, false);
+    assert.equal(result.analysisDoc!.timings!.encode, undefined); // not one fused graph
+    assert.ok(result.analysisDoc!.timings!.stream! > 0);
   });
 });

@@ -307,6 +307,8 @@ export interface EncoderStats {
   entries: number;
   /** Bytes of output tensors that crossed from ONNX Runtime to JavaScript. */
   bytesOut: number;
+  /** Wall-clock seconds spent in `encode()` (session runs and reading their outputs). */
+  seconds: number;
 }
 
 /** Joins the sparse outputs of several runs, shifting positions by each run's offset. */
@@ -373,7 +375,7 @@ export class SaeEncoder implements AsyncDisposable {
   /** The SAE it encodes with. */
   readonly sae: SaeDescription;
   /** Counters since creation. */
-  readonly stats: EncoderStats = { runs: 0, tokens: 0, entries: 0, bytesOut: 0 };
+  readonly stats: EncoderStats = { runs: 0, tokens: 0, entries: 0, bytesOut: 0, seconds: 0 };
   #session: OrtSession;
   #maxTokens: number;
 
@@ -428,6 +430,7 @@ export class SaeEncoder implements AsyncDisposable {
       );
     }
     if (this.#session.released) throw new Error("Cannot encode with a released SaeEncoder");
+    const started = performance.now();
     const m = mask === undefined ? new Uint8Array(nTokens).fill(1) : boolMask(mask);
     const parts: { out: Record<string, Tensor>; offset: number }[] = [];
     for (let s = 0; s < nTokens; s += this.#maxTokens) {
@@ -443,7 +446,13 @@ export class SaeEncoder implements AsyncDisposable {
       this.stats.tokens += analyzed;
       parts.push({ out, offset: s });
     }
-    return collect(parts, { position: "position", feature: "feature", value: "value" }, this.stats);
+    const result = collect(
+      parts,
+      { position: "position", feature: "feature", value: "value" },
+      this.stats,
+    );
+    this.stats.seconds += (performance.now() - started) / 1000;
+    return result;
   }
 
   /** Frees the session. Safe to call more than once. */
@@ -508,7 +517,7 @@ export class FusedSaeEncoder implements AsyncDisposable {
   /** The graph tensor it resolved to. */
   readonly hookTensor: string;
   /** Counters since creation. */
-  readonly stats: EncoderStats = { runs: 0, tokens: 0, entries: 0, bytesOut: 0 };
+  readonly stats: EncoderStats = { runs: 0, tokens: 0, entries: 0, bytesOut: 0, seconds: 0 };
   #session: OrtSession;
   #feeds: FeedBuilder;
   #names: FusedModelNames;
@@ -634,6 +643,7 @@ export class FusedSaeEncoder implements AsyncDisposable {
       );
     }
     if (this.#session.released) throw new Error("Cannot encode with a released FusedSaeEncoder");
+    const started = performance.now();
     const width = Math.ceil(this.sae.dSae / ENCODER_BLOCK) * ENCODER_BLOCK;
     const per = Math.max(1, Math.floor(this.#maxElements / (Math.max(T, 1) * width)));
     const mask = boolMask(batch.mask);
@@ -657,7 +667,9 @@ export class FusedSaeEncoder implements AsyncDisposable {
       this.stats.tokens += analyzed;
       parts.push({ out, offset: b0 * T });
     }
-    return collect(parts, this.#names, this.stats);
+    const result = collect(parts, this.#names, this.stats);
+    this.stats.seconds += (performance.now() - started) / 1000;
+    return result;
   }
 
   /** Frees the session. Safe to call more than once. */
