@@ -194,7 +194,16 @@ export function buildProgram(): Command {
     await withStore(opts, async (store) => {
       const series = await seriesOf(store, sae, opts.series);
       const record = await store.getFeature(series, sae, i);
-      if (!record) throw new ConfigError(`Feature ${i} of ${series}/${sae} is not in the store`);
+      if (!record) {
+        // A sharded analysis has no features until it is merged: say so.
+        const partial = (await store.listAnalyses(series, sae)).find((a) => a.status === "partial");
+        const hint = partial
+          ? `: analysis "${partial.name}" is partial (${partial.shards?.done.length ?? 0} of ${
+            partial.shards?.count ?? "?"
+          } shards stored); run saeflow merge with its settings`
+          : "";
+        throw new ConfigError(`Feature ${i} of ${series}/${sae} is not in the store${hint}`);
+      }
       const saeDoc = await store.getSae(series, sae);
       const model = saeDoc?.model ? await store.getModel(saeDoc.model) : null;
       const doc = featureToJson(record, model?.vocab);

@@ -333,6 +333,17 @@ Deno.test("`saeflow analyze --shard` and `saeflow merge` through the CLI", async
         `saeflow: Cannot merge analysis "default" of ${SERIES}/${SAE}: shard 0/2 missing (stored: 1)\n`,
       );
     });
+    await t.step("show feature before the merge says the analysis is partial", async () => {
+      const r = await runCli(
+        ["show", "feature", SAE, "3", "--series", SERIES, "--output-dir", join(dir, "out")],
+        { cwd: dir },
+      );
+      assert.equal(r.code, 2, r.stderr);
+      assert.equal(
+        r.stderr,
+        `saeflow: Feature 3 of ${SERIES}/${SAE} is not in the store: analysis "default" is partial (1 of 2 shards stored); run saeflow merge with its settings\n`,
+      );
+    });
     await t.step("the Slurm array index is the default shard; then merge completes", async () => {
       const r = await runCli(["analyze", file], {
         cwd: dir,
