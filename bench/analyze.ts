@@ -27,15 +27,17 @@
  *   (counted from the shapes) divided by the MatMul FLOP rate ONNX Runtime reaches here (best of
  *   several `[4096, 768] × [768, 3072]` runs);
  * - the feature analyzer alone on the batches limit (a) produced (its share of the pipeline);
- * - RSS at the two token counts (328k and 655k by default): the growth while data flows (peak
+ * - RSS at the two token counts (655k and 1.3M by default): the growth while data flows (peak
  *   while streaming minus the peak during setup) and the whole run's peak (the kernel's
  *   high-water mark, reset per run), and the ratio of the two peaks. With 24,576 features and ~50
- *   active per token a feature fires ~650 times in the first run: its samplings are nearly full,
- *   and the analyzer's state (bounded by the samplings' sizes, not by tokens) grows little more.
+ *   active per token a feature fires ~1,300 times in the first run: its samplings are full, and
+ *   the analyzer's state (bounded by the samplings' sizes, not by tokens) grows little more.
  *
  * The fixed costs of a run (setup ~1 s; building and storing the 24,576 records after the input
  * ends, ~2.7 s) are counted in the end-to-end figure; at 164k tokens they are ~7% of the run, at
- * 655k under 2%.
+ * 655k under 2%. The feature analyzer also costs more per token while samplings fill (the first
+ * ~160k tokens) than later. Both are why the runs are 655k and 1.3M tokens: analyses of real SAEs
+ * run millions of tokens.
  *
  * ONNX Runtime's `run` executes synchronously on the JavaScript thread (onnxruntime-node wraps the
  * native call in `setImmediate`), so the analyzer's work cannot overlap a session run: the
@@ -78,10 +80,10 @@ const B = 8;
 const ACTIVE_PER_TOKEN = 50;
 const HOOK = `blocks.${LAYERS - 1}.hook_resid_post`;
 /**
- * Token counts of the two pipeline runs (about 2 and 4 minutes here); set
+ * Token counts of the two pipeline runs (about 4 and 7 minutes here); set
  * `ANALYZE_BENCH_TOKENS=16384,32768` for a quick look.
  */
-const RUNS = (Deno.env.get("ANALYZE_BENCH_TOKENS") ?? "327680,655360").split(",").map(Number);
+const RUNS = (Deno.env.get("ANALYZE_BENCH_TOKENS") ?? "655360,1310720").split(",").map(Number);
 /** Tokens of each pass of limit (a), the fused graph alone on pre-tokenized batches. */
 const LIMIT_TOKENS = 65_536;
 const FIXTURES = new URL("../fixtures/", import.meta.url).pathname;
