@@ -311,12 +311,20 @@ export interface EncoderStats {
   seconds: number;
 }
 
-/** Joins the sparse outputs of several runs, shifting positions by each run's offset. */
-function collect(parts: { out: Record<string, Tensor>; offset: number }[], names: {
-  position: string;
-  feature: string;
-  value: string;
-}, stats: EncoderStats): SparseActivations {
+/**
+ * Joins the sparse outputs of several runs, shifting positions by each run's offset, and counts
+ * them in `stats` (with the time since `started`, when the `encode()` call began).
+ */
+function collect(
+  parts: { out: Record<string, Tensor>; offset: number }[],
+  names: {
+    position: string;
+    feature: string;
+    value: string;
+  },
+  stats: EncoderStats,
+  started: number,
+): SparseActivations {
   let total = 0;
   for (const { out } of parts) total += out[names.value]!.data.length;
   const position = new Int32Array(total);
@@ -334,6 +342,7 @@ function collect(parts: { out: Record<string, Tensor>; offset: number }[], names
     at += pos.length;
   }
   stats.entries += total;
+  stats.seconds += (performance.now() - started) / 1000;
   return { position, feature, value };
 }
 
@@ -446,13 +455,12 @@ export class SaeEncoder implements AsyncDisposable {
       this.stats.tokens += analyzed;
       parts.push({ out, offset: s });
     }
-    const result = collect(
+    return collect(
       parts,
       { position: "position", feature: "feature", value: "value" },
       this.stats,
+      started,
     );
-    this.stats.seconds += (performance.now() - started) / 1000;
-    return result;
   }
 
   /** Frees the session. Safe to call more than once. */
@@ -667,9 +675,7 @@ export class FusedSaeEncoder implements AsyncDisposable {
       this.stats.tokens += analyzed;
       parts.push({ out, offset: b0 * T });
     }
-    const result = collect(parts, this.#names, this.stats);
-    this.stats.seconds += (performance.now() - started) / 1000;
-    return result;
+    return collect(parts, this.#names, this.stats, started);
   }
 
   /** Frees the session. Safe to call more than once. */
