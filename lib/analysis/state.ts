@@ -1411,29 +1411,37 @@ export class AnalyzerState {
   toJSON(): AnalyzerStateJSON {
     const store = this.#store;
     const candidates: CandidateJSON[] = [];
-    const ids = new Map<number, number>();
-    const id = (c: number): number => {
-      let i = ids.get(c);
-      if (i === undefined) {
-        i = candidates.length;
-        ids.set(c, i);
-        const s = this.#sample(c);
-        candidates.push({
-          peak: s.peak,
-          key: store.key(c),
-          seq: store.seq(c),
-          peakPos: s.peak_pos,
-          start: store.start(c),
-          source: s.source,
-          shard: s.shard,
-          row: s.row,
-          offset: store.xOffset[store.ctx(c)]!,
-          tokens: toBase64(s.tokens),
-          acts: toBase64(s.acts),
-        });
-      }
+    // A window is saved once, however many lists refer to it (`map`: its number by `k`); `x` is
+    // its context.
+    const save = (map: Map<number, number>, k: number, s: Sample, at: {
+      key: number;
+      x: number;
+      start: number;
+    }): number => {
+      const i = candidates.length;
+      map.set(k, i);
+      candidates.push({
+        peak: s.peak,
+        key: at.key,
+        seq: store.xSeq[at.x]!,
+        peakPos: s.peak_pos,
+        start: at.start,
+        source: s.source,
+        shard: s.shard,
+        row: s.row,
+        offset: store.xOffset[at.x]!,
+        tokens: toBase64(s.tokens),
+        acts: toBase64(s.acts),
+      });
       return i;
     };
+    const ids = new Map<number, number>();
+    const id = (c: number): number =>
+      ids.get(c) ?? save(ids, c, this.#sample(c), {
+        key: store.key(c),
+        x: store.ctx(c),
+        start: store.start(c),
+      });
     const features: FeatureJSON[] = [];
     const kLow = this.#kLow;
     const R = this.#ring;
@@ -1473,28 +1481,9 @@ export class AnalyzerState {
     }
     const nonActivating: [number, number[]][] = [];
     const contextIds = new Map<number, number>();
-    const contextId = (x: number): number => {
-      let i = contextIds.get(x);
-      if (i === undefined) {
-        i = candidates.length;
-        contextIds.set(x, i);
-        const s = this.#nonActSample(x);
-        candidates.push({
-          peak: 0,
-          key: store.xKey[x]!,
-          seq: store.xSeq[x]!,
-          peakPos: 0,
-          start: 0,
-          source: s.source,
-          shard: s.shard,
-          row: s.row,
-          offset: s.offset,
-          tokens: toBase64(s.tokens),
-          acts: toBase64(s.acts),
-        });
-      }
-      return i;
-    };
+    const contextId = (x: number): number =>
+      contextIds.get(x) ??
+        save(contextIds, x, this.#nonActSample(x), { key: store.xKey[x]!, x, start: 0 });
     for (let f = 0; f < this.#dSae; f++) {
       const list = this.#nonAct[f]!;
       if (list.length > 0) nonActivating.push([f, list.map(contextId)]);
