@@ -9,6 +9,7 @@
  */
 
 import type { LogHistogram } from "../types.ts";
+import { forEachCount } from "./histogram.ts";
 
 /** Buckets given to a feature's first block. */
 const FIRST_BLOCK = 32;
@@ -104,16 +105,7 @@ export class HistogramArena {
 
   /** Adds every count of a {@linkcode LogHistogram} with the same α to feature `f`. */
   merge(f: number, h: LogHistogram): void {
-    if (h.relative_accuracy !== this.relativeAccuracy) {
-      throw new RangeError(
-        `Cannot merge histograms: relative accuracy ${h.relative_accuracy} differs from ` +
-          `${this.relativeAccuracy}`,
-      );
-    }
-    for (let j = 0; j < h.counts.length; j++) {
-      const c = h.counts[j]!;
-      if (c !== 0) this.addIndex(f, h.index_offset + j, c);
-    }
+    forEachCount(h, this.relativeAccuracy, (i, c) => this.addIndex(f, i, c));
   }
 
   /** Feature `f`'s histogram, trimmed to its non-empty buckets (a copy). */

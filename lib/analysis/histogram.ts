@@ -120,16 +120,7 @@ export class LogHistogramBuilder {
    */
   merge(other: LogHistogramBuilder | LogHistogram): void {
     const h = other instanceof LogHistogramBuilder ? other.toLogHistogram() : other;
-    if (h.relative_accuracy !== this.relativeAccuracy) {
-      throw new RangeError(
-        `Cannot merge histograms: relative accuracy ${h.relative_accuracy} differs from ` +
-          `${this.relativeAccuracy}`,
-      );
-    }
-    for (let j = 0; j < h.counts.length; j++) {
-      const c = h.counts[j]!;
-      if (c !== 0) this.addIndex(h.index_offset + j, c);
-    }
+    forEachCount(h, this.relativeAccuracy, (i, c) => this.addIndex(i, c));
   }
 
   /**
@@ -204,6 +195,40 @@ export function logHistogramQuantile(h: LogHistogram, q: number): number {
   if (j === h.counts.length) j = h.counts.length - 1;
   const gamma = gammaOf(h.relative_accuracy);
   return (2 * Math.pow(gamma, h.index_offset + j)) / (gamma + 1);
+}
+
+/**
+ * Calls `add(bucket, count)` for every non-empty bucket of `h`, after checking that its relative
+ * accuracy is `relativeAccuracy` (the check and walk of every histogram merge).
+ *
+ * @param h A histogram.
+ * @param relativeAccuracy The α the counts are merged into.
+ * @param add Receives each bucket index and its count.
+ * @throws {RangeError} When the relative accuracies differ.
+ * @example
+ * ```ts
+ * import { forEachCount } from "./histogram.ts";
+ * const h = { relative_accuracy: 0.01, index_offset: 3, counts: new Float64Array([2, 0, 1]) };
+ * const seen: number[][] = [];
+ * forEachCount(h, 0.01, (i, c) => seen.push([i, c]));
+ * console.assert(seen.join(";") === "3,2;5,1");
+ * ```
+ */
+export function forEachCount(
+  h: LogHistogram,
+  relativeAccuracy: number,
+  add: (bucket: number, count: number) => void,
+): void {
+  if (h.relative_accuracy !== relativeAccuracy) {
+    throw new RangeError(
+      `Cannot merge histograms: relative accuracy ${h.relative_accuracy} differs from ` +
+        `${relativeAccuracy}`,
+    );
+  }
+  for (let j = 0; j < h.counts.length; j++) {
+    const c = h.counts[j]!;
+    if (c !== 0) add(h.index_offset + j, c);
+  }
 }
 
 /**
