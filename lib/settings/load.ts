@@ -425,19 +425,18 @@ function oneLine(text: string): string {
 }
 
 /** How a bad value is shown: short, one line, secrets hidden. */
+/** A number as TOML writes it (`nan`, `inf`, `-inf` for the non-finite ones). */
+function tomlNumber(value: number): string {
+  if (Number.isNaN(value)) return "nan";
+  if (Number.isFinite(value)) return String(value);
+  return value > 0 ? "inf" : "-inf";
+}
+
 function describeValue(value: unknown, path: readonly KeySegment[]): string {
   const key = path[path.length - 1];
   if (typeof key === "string" && isSecretKey(key) && value !== null) return '"***"';
   if (typeof value === "string") return truncate(JSON.stringify(redactUrl(value)));
-  if (typeof value === "number") {
-    return Number.isNaN(value)
-      ? "nan"
-      : Number.isFinite(value)
-      ? String(value)
-      : value > 0
-      ? "inf"
-      : "-inf";
-  }
+  if (typeof value === "number") return tomlNumber(value);
   if (typeof value === "boolean" || typeof value === "bigint") return String(value);
   if (value instanceof TomlDate) return `a date (${value.toISOString()})`;
   if (Array.isArray(value)) {
@@ -724,15 +723,7 @@ function tomlKey(key: string): string {
 
 function formatValue(value: unknown): string {
   if (typeof value === "string") return JSON.stringify(value);
-  if (typeof value === "number") {
-    return Number.isNaN(value)
-      ? "nan"
-      : Number.isFinite(value)
-      ? String(value)
-      : value > 0
-      ? "inf"
-      : "-inf";
-  }
+  if (typeof value === "number") return tomlNumber(value);
   if (typeof value === "boolean" || typeof value === "bigint") return String(value);
   if (value === null) return '""';
   if (value instanceof TomlDate) return value.toISOString();
