@@ -42,6 +42,26 @@ export class StoreUnavailableError extends Error {
 }
 
 /**
+ * Another run holds the analysis a run wants to write: its lease (renewed by the run's
+ * heartbeat) has not expired. Exit code 1. The message names the holder, since when, and until
+ * when the lease runs if it stops renewing.
+ *
+ * @example
+ * ```ts
+ * import { AnalysisBusyError } from "./errors.ts";
+ * const e = new AnalysisBusyError('analysis "default" of x/s is being written by host a pid 7');
+ * console.assert(e.name === "AnalysisBusyError");
+ * ```
+ */
+export class AnalysisBusyError extends Error {
+  /** Creates the error with a one-line message. */
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = "AnalysisBusyError";
+  }
+}
+
+/**
  * The exit code for an error: 2 for usage and configuration errors, 1 for everything else.
  *
  * @example

@@ -8,6 +8,8 @@
 export { DEFAULT_ANALYSIS, STATE_CHUNK_BYTES } from "./types.ts";
 export type {
   AnalysisDoc,
+  AnalysisKey,
+  AnalysisRunInfo,
   AnalysisStatus,
   AnalyzerStateInfo,
   AnalyzerStateKey,
@@ -16,10 +18,12 @@ export type {
   FeatureListOptions,
   FeatureStore,
   FeatureSummary,
+  LeaseOptions,
   ModelDoc,
   ReadFeaturesOptions,
   RemoveAnalysisResult,
   RemoveSaeResult,
+  RunOutcome,
   SaeDoc,
 } from "./types.ts";
 export {

@@ -71,9 +71,58 @@ export interface DatasetDoc {
 /**
  * Status of an analysis: complete only when every feature has been written. `partial`: a
  * sharded analysis (`saeflow analyze --shard i/N`) with some shard states stored and no feature
- * written yet; `saeflow merge` makes it `complete`.
+ * written yet; `saeflow merge` makes it `complete`. `failed` / `interrupted`: the last run ended
+ * without publishing and no earlier run had published (an analysis with a published generation
+ * stays `complete`; its `run` says how the latest run ended).
  */
-export type AnalysisStatus = "running" | "partial" | "complete" | "failed";
+export type AnalysisStatus = "running" | "partial" | "complete" | "failed" | "interrupted";
+
+/**
+ * A run's claim on one analysis name (`AnalysisDoc.run`): the generation its features are
+ * written under, who holds it, and the lease its heartbeat renews. While `status` is `running`
+ * and `expires_at` is in the future, no other run may begin on the same analysis.
+ */
+export interface AnalysisRunInfo {
+  /** The generation the run writes its features under (unique per run). */
+  generation: string;
+  /** Who runs it, for messages: `host <hostname> pid <pid>`. */
+  owner: string;
+  /** ISO 8601. */
+  started_at: string;
+  /** ISO 8601: the last heartbeat. */
+  heartbeat_at: string;
+  /** ISO 8601: when the lease lapses unless renewed (a crashed run stops renewing). */
+  expires_at: string;
+  /** `running` while it holds the lease; else how it ended without publishing. */
+  status: "running" | "failed" | "interrupted";
+  /** Why it failed, for `failed`. */
+  error?: string;
+}
+
+/** Which analysis: `(sae_series, sae_name, name)`. */
+export interface AnalysisKey {
+  sae_series: string;
+  sae_name: string;
+  /** The analysis name. */
+  name: string;
+}
+
+/** The lease a run asks for in {@linkcode FeatureStore.beginAnalysisRun}. */
+export interface LeaseOptions {
+  /** Who runs it, e.g. `host a1 pid 4242` (see `runOwner()`). */
+  owner: string;
+  /** How long the lease lasts without a heartbeat, in ms. */
+  leaseMs: number;
+  /** The current time (tests); default `new Date()`. */
+  now?: Date;
+}
+
+/** How a run ended without publishing (see {@linkcode FeatureStore.endAnalysisRun}). */
+export interface RunOutcome {
+  status: "failed" | "interrupted";
+  /** One line: why. */
+  error?: string;
+}
 
 /** One analysis run of an SAE, keyed by `(sae_series, sae_name, name)`. */
 export interface AnalysisDoc {
@@ -94,6 +143,14 @@ export interface AnalysisDoc {
   finished_at: string | null;
   /** Seconds per stage or phase, by name. */
   timings: Record<string, number>;
+  /**
+   * The published generation: readers see the features written under it and nothing else.
+   * Absent on a document without one (never published, or written before generations existed:
+   * then features written without a generation are the published ones).
+   */
+  generation?: string;
+  /** The latest run that has not published (running, or how it ended). */
+  run?: AnalysisRunInfo;
   /**
    * For a sharded analysis: the shard count and the shards whose state was stored (as seen by
    * the last shard that finished; the stored states themselves are what `merge` reads).
@@ -247,10 +304,57 @@ export interface FeatureStore extends AsyncDisposable {
 
   /**
    * Upserts features in batches: each analysis present in `record.analyses` replaces
-   * `analyses.<name>`, `logits` and `interpretation` replace theirs when present; nothing else of
-   * the stored feature changes. Records for the same feature are applied in order.
+   * `analyses.<name>` of generation `options.generation` (default `""`, the generation of
+   * documents without one), `logits` and `interpretation` replace theirs when present; nothing
+   * else of the stored feature changes. Records for the same feature are applied in order.
+   * Readers see an analysis only under its published generation (`AnalysisDoc.generation`).
    */
-  writeFeatures(records: readonly FeatureRecord[]): Promise<void>;
+  writeFeatures(
+    records: readonly FeatureRecord[],
+    options?: { generation?: string },
+  ): Promise<void>;
+
+  /**
+   * Begins a run on an analysis, atomically: fails with `AnalysisBusyError` (naming the owner,
+   * since when and the lease's expiry) while another run's lease is live; else records a fresh
+   * `run` (status `running`, a new generation) and removes what earlier unpublished runs wrote.
+   * An analysis with a published generation keeps it (readers go on seeing it); one without is
+   * stored as `doc` with status `running`.
+   *
+   * @returns The run, with the generation to pass to `writeFeatures`.
+   */
+  beginAnalysisRun(
+    doc: Omit<AnalysisDoc, "status" | "finished_at" | "generation" | "run">,
+    lease: LeaseOptions,
+  ): Promise<AnalysisRunInfo>;
+  /**
+   * Renews the lease of the run writing `generation` until `now + leaseMs`.
+   *
+   * @throws {AnalysisBusyError} When the analysis is no longer held by that run (its lease
+   *   lapsed and another run began).
+   */
+  renewAnalysisRun(
+    key: AnalysisKey,
+    generation: string,
+    options: { leaseMs: number; now?: Date },
+  ): Promise<void>;
+  /**
+   * Publishes the run writing `generation`, by one write of the analysis document: `doc` with
+   * status `complete`, `generation` and no `run`; then removes the features of every other
+   * generation of the analysis.
+   *
+   * @throws {AnalysisBusyError} When the analysis is no longer held by that run.
+   */
+  publishAnalysisRun(
+    doc: Omit<AnalysisDoc, "status" | "generation" | "run">,
+    generation: string,
+  ): Promise<void>;
+  /**
+   * Ends the run writing `generation` without publishing: `run.status`/`run.error` say how (the
+   * lease is released), what it wrote is removed, and an analysis with nothing published takes
+   * `outcome.status` as its status. Does nothing when another run holds the analysis.
+   */
+  endAnalysisRun(key: AnalysisKey, generation: string, outcome: RunOutcome): Promise<void>;
   /** One feature with all its analyses and typed arrays restored, or null. */
   getFeature(series: string, name: string, index: number): Promise<FeatureRecord | null>;
   /** Summaries of the features of one analysis, sorted and paged. */
