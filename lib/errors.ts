@@ -62,7 +62,39 @@ export class AnalysisBusyError extends Error {
 }
 
 /**
- * The exit code for an error: 2 for usage and configuration errors, 1 for everything else.
+ * A run stopped by a signal (SIGINT, SIGTERM): nothing it was writing was published. The CLI
+ * prints its message and exits with 128 + the signal number (130 for SIGINT, 143 for SIGTERM).
+ *
+ * @example
+ * ```ts
+ * import { exitCodeFor, InterruptedError } from "./errors.ts";
+ * const e = new InterruptedError("SIGTERM", "analyze stopped by SIGTERM");
+ * console.assert(e.name === "InterruptedError" && exitCodeFor(e) === 143);
+ * ```
+ */
+export class InterruptedError extends Error {
+  /** The signal that stopped the run. */
+  readonly signal: "SIGINT" | "SIGTERM";
+
+  /**
+   * @param signal The signal.
+   * @param message One line: what was stopped and what became of its results.
+   */
+  constructor(signal: "SIGINT" | "SIGTERM", message?: string, options?: ErrorOptions) {
+    super(message ?? `stopped by ${signal}`, options);
+    this.name = "InterruptedError";
+    this.signal = signal;
+  }
+
+  /** 130 for SIGINT, 143 for SIGTERM. */
+  get exitCode(): 130 | 143 {
+    return this.signal === "SIGINT" ? 130 : 143;
+  }
+}
+
+/**
+ * The exit code for an error: 2 for usage and configuration errors, 130/143 for a run stopped by
+ * SIGINT/SIGTERM, 1 for everything else.
  *
  * @example
  * ```ts
@@ -71,6 +103,7 @@ export class AnalysisBusyError extends Error {
  * console.assert(exitCodeFor(new Error("x")) === 1);
  * ```
  */
-export function exitCodeFor(error: unknown): 1 | 2 {
+export function exitCodeFor(error: unknown): 1 | 2 | 130 | 143 {
+  if (error instanceof InterruptedError) return error.exitCode;
   return error instanceof ConfigError ? 2 : 1;
 }

@@ -10,3 +10,4 @@ export * from "./analyze.ts";
 export * from "./dla.ts";
 export * from "./autointerp.ts";
 export * from "./merge.ts";
+export * from "./analysis_run.ts";

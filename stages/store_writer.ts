@@ -18,6 +18,13 @@ export interface StoreWriterOptions {
   batchSize?: number;
   /** Called after each batch is stored, with the records of that batch. */
   onWritten?: (records: readonly FeatureRecord[]) => void;
+  /**
+   * The generation analyses are written under (`FeatureStore.writeFeatures`); default `""`.
+   * Runs that publish use `AnalysisRun.writer()`, which sets it.
+   */
+  generation?: string;
+  /** Called before each batch is written; throwing fails the write (e.g. a lost lease). */
+  beforeWrite?: () => void;
 }
 
 /**
@@ -50,7 +57,11 @@ export function storeWriter(
     if (pending.length === 0) return;
     const batch = pending;
     pending = [];
-    await store.writeFeatures(batch);
+    options.beforeWrite?.();
+    await store.writeFeatures(
+      batch,
+      options.generation !== undefined ? { generation: options.generation } : undefined,
+    );
     options.onWritten?.(batch);
   };
   return new WritableStream<FeatureRecord>({
