@@ -15,7 +15,7 @@ import {
   type StoreFlags,
 } from "./lib/cli/store_location.ts";
 import { renderFeature } from "./lib/cli/show.ts";
-import { type FeatureStore, featureToJson, openStore } from "./lib/store/mod.ts";
+import { type AnalysisDoc, type FeatureStore, featureToJson, openStore } from "./lib/store/mod.ts";
 import { formatInspect, inspectModel } from "./lib/onnx/mod.ts";
 import { describeSae, loadSae } from "./lib/sae/mod.ts";
 import { resolveRepo } from "./lib/hub/mod.ts";
@@ -25,6 +25,7 @@ import {
   directLogitAttribute,
   mergeAnalysis,
   resolveShard,
+  withSignals,
 } from "./pipelines/mod.ts";
 import { serveViewer } from "./lib/viewer/mod.ts";
 
@@ -94,6 +95,30 @@ function jsonForTerminal(value: unknown): string {
   );
 }
 
+/** Why an analysis has no complete result to show, or undefined when it has one. */
+function unpublishedHint(a: AnalysisDoc): string | undefined {
+  const run = a.run;
+  switch (a.status) {
+    case "complete":
+      return undefined;
+    case "partial":
+      return `analysis "${a.name}" is partial (${a.shards?.done.length ?? 0} of ${
+        a.shards?.count ?? "?"
+      } shards stored); run saeflow merge with its settings`;
+    case "running":
+      return run && Date.parse(run.expires_at) < Date.now()
+        ? `analysis "${a.name}" has no complete result: its run (${run.owner}, started ${run.started_at}) stopped renewing its lease at ${run.heartbeat_at} and published nothing`
+        : `analysis "${a.name}" is running (${
+          run ? `${run.owner}, started ${run.started_at}` : `started ${a.started_at}`
+        }) and has no complete result yet`;
+    case "interrupted":
+    case "failed":
+      return `analysis "${a.name}" has no complete result: its last run ${
+        a.status === "interrupted" ? "was interrupted" : "failed"
+      }${a.error ?? run?.error ? ` (${a.error ?? run?.error})` : ""}; nothing was published`;
+  }
+}
+
 function parseIndex(value: string): number {
   const n = Number(value);
   if (!Number.isInteger(n) || n < 0) {
@@ -128,6 +153,10 @@ export function buildProgram(): Command {
         "$JOB_COMPLETION_INDEX, or $SLURM_ARRAY_TASK_ID of $SLURM_ARRAY_TASK_COUNT)",
     )
     .option("--shards <N>", "the shard count with $JOB_COMPLETION_INDEX (default: $SAEFLOW_SHARDS)")
+    .option(
+      "--strict-hook-point",
+      "fail when the SAE's config names another hook point than the one analyzed (default: warn)",
+    )
     .action(async (config, opts) => {
       const file = config ?? DEMO_CONFIG_PATH;
       const shard = resolveShard({
@@ -136,7 +165,14 @@ export function buildProgram(): Command {
       });
       const settings = await loadSettings(file, "analyze", { overrides: opts.set });
       if (opts.printSettings) return console.log(formatSettings(settings));
-      await analyzeSae(settings, shard ? { shard } : {});
+      // SIGINT/SIGTERM: the run ends as interrupted, publishes nothing, exits 130/143.
+      await withSignals((signal) =>
+        analyzeSae(settings, {
+          ...(shard ? { shard } : {}),
+          signal,
+          hookMismatch: opts.strictHookPoint ? "error" : "warn",
+        })
+      );
     });
 
   program.command("merge")
@@ -145,7 +181,7 @@ export function buildProgram(): Command {
     .option("--set <key=value>", "override a setting", collect, [] as string[])
     .action(async (config, opts) => {
       const settings = await loadSettings(config, "analyze", { overrides: opts.set });
-      await mergeAnalysis(settings);
+      await withSignals((signal) => mergeAnalysis(settings, { signal }));
     });
 
   program.command("dla")
@@ -194,15 +230,21 @@ export function buildProgram(): Command {
     await withStore(opts, async (store) => {
       const series = await seriesOf(store, sae, opts.series);
       const record = await store.getFeature(series, sae, i);
+      const analyses = await store.listAnalyses(series, sae);
       if (!record) {
-        // A sharded analysis has no features until it is merged: say so.
-        const partial = (await store.listAnalyses(series, sae)).find((a) => a.status === "partial");
-        const hint = partial
-          ? `: analysis "${partial.name}" is partial (${partial.shards?.done.length ?? 0} of ${
-            partial.shards?.count ?? "?"
-          } shards stored); run saeflow merge with its settings`
-          : "";
-        throw new ConfigError(`Feature ${i} of ${series}/${sae} is not in the store${hint}`);
+        // No complete result: say why (a run in progress, interrupted, failed, or sharded).
+        const hint = analyses.map(unpublishedHint).find((h) => h !== undefined);
+        throw new ConfigError(
+          `Feature ${i} of ${series}/${sae} is not in the store${hint ? `: ${hint}` : ""}`,
+        );
+      }
+      // A newer run of an analysis shown here: the result shown is the last complete one.
+      for (const a of analyses) {
+        if (a.status === "complete" && a.run?.status === "running") {
+          console.error(
+            `note: a newer run of analysis "${a.name}" (${a.run.owner}, started ${a.run.started_at}) is not finished; shown: the complete result of ${a.finished_at}`,
+          );
+        }
       }
       const saeDoc = await store.getSae(series, sae);
       const model = saeDoc?.model ? await store.getModel(saeDoc.model) : null;

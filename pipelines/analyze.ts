@@ -21,7 +21,7 @@
  * @module
  */
 
-import { ConfigError } from "../lib/errors.ts";
+import { ConfigError, InterruptedError, StoreUnavailableError } from "../lib/errors.ts";
 import { stateToChunks } from "../lib/analysis/state_chunks.ts";
 import type { AnalyzeSAESettings } from "../lib/settings/mod.ts";
 import { redactSettings, redactUrl } from "../lib/settings/mod.ts";
@@ -34,9 +34,9 @@ import { Progress } from "../lib/progress.ts";
 import { datasetSource } from "../stages/dataset_source.ts";
 import { tokenize } from "../stages/tokenize.ts";
 import { featureAnalyzer } from "../stages/feature_analyzer.ts";
-import { storeWriter } from "../stages/store_writer.ts";
 import { dla } from "../stages/dla.ts";
 import { encodeStage } from "./_encode.ts";
+import { AnalysisRun, signalName } from "./analysis_run.ts";
 import { analyzerOptionsOf, Tally } from "./_analysis.ts";
 import {
   loadSettingsSae,
@@ -61,6 +61,20 @@ export interface AnalyzeOptions {
    * instead of the features (see the module doc). Default: everything, features written.
    */
   shard?: { index: number; count: number };
+  /**
+   * Stops the run: aborted with `"SIGINT"` or `"SIGTERM"` (see `withSignals`), the run ends as
+   * `interrupted` and rejects with an `InterruptedError`; with another reason, as `failed`.
+   * Nothing of the run is published either way.
+   */
+  signal?: AbortSignal;
+  /**
+   * When the SAE's own configuration names a hook point other than the one analyzed
+   * (`activation_factory.hook_points`): `"warn"` (default) logs one warning line, `"error"`
+   * fails with a `ConfigError` before anything is stored.
+   */
+  hookMismatch?: "warn" | "error";
+  /** Lease length of the run, ms (see `AnalysisRun`); default `SAEFLOW_LEASE_SECONDS` or 60 s. */
+  leaseMs?: number;
 }
 
 /** A worker's slice of a sharded run. */
@@ -332,6 +346,7 @@ export async function analyzeSae(
     );
   }
   const analysis = settings.analysis_name;
+  checkHookPoint(sae, hookPoint, options.hookMismatch ?? "warn", options.log ?? console.error);
 
   // Opened before anything is stored, so that a bad hook point or a width mismatch fails first.
   const encode = await encodeStage({
@@ -346,6 +361,7 @@ export async function analyzeSae(
   const fused = encode.fused;
   let store: FeatureStore | undefined;
   let source: ReadableStream<TextRecord> | undefined;
+  let run: AnalysisRun | undefined;
   const analysisDoc = {
     sae_series: settings.sae_series,
     sae_name: settings.sae_name,
@@ -387,14 +403,18 @@ export async function analyzeSae(
         });
         say(`removed the stored states of an earlier run with ${n} shards`);
       }
-      await store.putAnalysis({
+      await putShardStatus(store, {
         ...analysisDoc,
         status: "partial",
         finished_at: null,
         shards: { count: shard.count, done: await shardsDone(store, settings, shard.count) },
       });
     } else {
-      await store.putAnalysis({ ...analysisDoc, status: "running", finished_at: null });
+      // Takes the analysis' lease: a second run on the same name fails here, naming this one.
+      run = await AnalysisRun.begin(store, analysisDoc, {
+        log: say,
+        ...(options.leaseMs !== undefined ? { leaseMs: options.leaseMs } : {}),
+      });
     }
   } catch (error) {
     // Nothing flows yet: release the sessions, the dataset files and the store.
@@ -404,6 +424,7 @@ export async function analyzeSae(
     throw error;
   }
   await using _closeStore = store;
+  await using _endRun = run; // ends it as failed unless published or ended below
 
   const tally = new Tally(analysis);
   const progress = options.progress === false ? null : new Progress({
@@ -412,6 +433,7 @@ export async function analyzeSae(
   });
   let tokens = 0;
   let inputEnded: number | undefined;
+  let phase = "stream";
   try {
     const ignore = [
       ...(af.ignore_token_ids ?? []),
@@ -454,13 +476,23 @@ export async function analyzeSae(
         tokens: () => tokens,
         fused,
         say,
+        signal: options.signal,
       });
     }
     let records: ReadableStream<FeatureRecord> = batches
       .pipeThrough(analyzer)
       // The first record comes out when the analyzer's input has ended: the end of the data flow.
       .pipeThrough(tap<FeatureRecord>(() => {
-        inputEnded ??= performance.now();
+        if (inputEnded === undefined) {
+          inputEnded = performance.now();
+          phase = "write";
+          progress?.done();
+          (options.log ?? console.error)(
+            `analyze: input done (${tokens} tokens); writing ${sae.dSae} features to ${
+              store!.location
+            }`,
+          );
+        }
       }));
     if (settings.direct_logit_attributor) {
       records = records.pipeThrough(dla({
@@ -472,12 +504,15 @@ export async function analyzeSae(
       }));
     }
     const analyzeDone = performance.now();
-    await records.pipeTo(storeWriter(store, { onWritten: (batch) => tally.add(batch) }));
+    await records.pipeTo(
+      run!.writer({ onWritten: (batch) => tally.add(batch) }),
+      options.signal ? { signal: options.signal } : {},
+    );
     progress?.done();
     const seconds = (performance.now() - started) / 1000;
-    await store.putAnalysis({
+    phase = "publish";
+    await run!.publish({
       ...analysisDoc,
-      status: "complete",
       n_analyzed_tokens: analyzer.nAnalyzedTokens,
       finished_at: new Date().toISOString(),
       // setup: loading and opening before data flows; stream: data flow (read, tokenize, encode,
@@ -505,16 +540,84 @@ export async function analyzeSae(
     return summary;
   } catch (error) {
     progress?.done();
-    const reason = error instanceof Error ? error.message : String(error);
-    await store.putAnalysis({
-      ...analysisDoc,
-      status: "failed",
-      error: (shard ? `shard ${shard.index}/${shard.count}: ` : "") + reason.split("\n")[0]!,
-      n_analyzed_tokens: 0,
-      finished_at: new Date().toISOString(),
-    }).catch(() => {});
+    const what = `analysis "${analysis}" of ${settings.sae_series}/${settings.sae_name}`;
+    const signal = signalName(options.signal);
+    const cannotRecord = (e: unknown) =>
+      say(`could not record the end of the run in the store: ${firstLine(e)}`);
+    if (signal) {
+      await run?.end({ status: "interrupted", error: `stopped by ${signal}` }, cannotRecord);
+      if (shard) await putShardFailure(store, analysisDoc, shard, `stopped by ${signal}`);
+      throw new InterruptedError(
+        signal,
+        `analyze: stopped by ${signal} in the ${phase} phase; ${what} was not ${
+          shard ? `stored (shard ${shard.index}/${shard.count})` : "published"
+        }: the previous result, if any, is unchanged`,
+        { cause: error },
+      );
+    }
+    const reason = firstLine(error);
+    await run?.end({ status: "failed", error: reason }, cannotRecord);
+    if (shard) await putShardFailure(store, analysisDoc, shard, reason);
+    if (error instanceof StoreUnavailableError) {
+      throw new StoreUnavailableError(`${error.message} (analyze, ${phase} phase)`, {
+        cause: error,
+      });
+    }
     throw error;
   }
+}
+
+function firstLine(error: unknown): string {
+  return (error instanceof Error ? error.message : String(error)).split("\n")[0]!;
+}
+
+/**
+ * Warns (or fails) when the SAE's own configuration names a hook point other than the one
+ * analyzed: its features then read activations they were not trained on.
+ */
+function checkHookPoint(
+  sae: SaeDescription,
+  hookPoint: string,
+  mode: "warn" | "error",
+  say: (line: string) => void,
+): void {
+  const own = sae.hookPointIn?.trim();
+  if (!own || own === hookPoint.trim()) return;
+  const message = `the SAE at ${sae.path} was trained at ${own} (its config's hook point) but ` +
+    `activation_factory.hook_points analyzes ${hookPoint}`;
+  if (mode === "error") throw new ConfigError(`${message}; set hook_points = ["${own}"]`);
+  say(
+    `warning: ${message}; its features may mean nothing there (--strict-hook-point makes this an error)`,
+  );
+}
+
+/**
+ * Records a shard's progress on the analysis document without hiding a published result: an
+ * analysis that is complete stays complete (readers keep seeing it) and only gains `shards`.
+ */
+async function putShardStatus(store: FeatureStore, doc: AnalysisDoc): Promise<void> {
+  const existing = await store.getAnalysis(doc.sae_series, doc.sae_name, doc.name);
+  if (existing?.status === "complete") {
+    await store.putAnalysis({ ...existing, ...(doc.shards ? { shards: doc.shards } : {}) });
+  } else {
+    await store.putAnalysis(doc);
+  }
+}
+
+/** Marks a failed shard run (keeping a published result visible); never throws. */
+async function putShardFailure(
+  store: FeatureStore,
+  doc: Omit<AnalysisDoc, "status" | "finished_at">,
+  shard: Shard,
+  reason: string,
+): Promise<void> {
+  await putShardStatus(store, {
+    ...doc,
+    status: "failed",
+    error: `shard ${shard.index}/${shard.count}: ${reason}`,
+    n_analyzed_tokens: 0,
+    finished_at: new Date().toISOString(),
+  }).catch(() => {});
 }
 
 /** The shards of `count` whose state is stored for the analysis of the settings. */
@@ -543,15 +646,17 @@ async function saveShard(run: {
   tokens: () => number;
   fused: boolean;
   say: (line: string) => void;
+  signal: AbortSignal | undefined;
 }): Promise<AnalyzeSummary> {
   const { settings, shard, store, analyzer } = run;
   const streamStart = performance.now();
   try {
-    await run.batches.pipeTo(analyzer.writable);
+    await run.batches.pipeTo(analyzer.writable, run.signal ? { signal: run.signal } : {});
   } catch (error) {
     // The analyzer closes its input once `limitTokens` is reached: that is the normal end.
-    if (!analyzer.limitReached) throw error;
+    if (!analyzer.limitReached || run.signal?.aborted) throw error;
   }
+  run.signal?.throwIfAborted();
   run.progress?.done();
   const inputEnded = performance.now();
   const state = analyzer.state;
@@ -564,7 +669,7 @@ async function saveShard(run: {
   }, stateToChunks(state));
   const done = await shardsDone(store, settings, shard.count);
   const seconds = (performance.now() - run.started) / 1000;
-  await store.putAnalysis({
+  await putShardStatus(store, {
     ...run.analysisDoc,
     status: "partial",
     n_analyzed_tokens: 0,

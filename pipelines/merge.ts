@@ -16,7 +16,7 @@
  * @module
  */
 
-import { ConfigError } from "../lib/errors.ts";
+import { ConfigError, InterruptedError } from "../lib/errors.ts";
 import type { AnalyzeSAESettings } from "../lib/settings/mod.ts";
 import { redactSettings } from "../lib/settings/mod.ts";
 import type { AnalyzerStateInfo, FeatureStore } from "../lib/store/mod.ts";
@@ -25,16 +25,21 @@ import type { AnalyzerState } from "../lib/analysis/state.ts";
 import { stateFromChunks } from "../lib/analysis/state_chunks.ts";
 import { OnnxModel } from "../lib/onnx/mod.ts";
 import { featureAnalyzer } from "../stages/feature_analyzer.ts";
-import { storeWriter } from "../stages/store_writer.ts";
 import { dla } from "../stages/dla.ts";
 import { loadSettingsSae, openSettingsStore, resolveModel } from "./_shared.ts";
 import { type AnalyzeSummary, summaryLines } from "./analyze.ts";
 import { analyzerOptionsOf, Tally } from "./_analysis.ts";
+import { AnalysisRun, signalName } from "./analysis_run.ts";
 
 /** Options of {@linkcode mergeAnalysis}. */
 export interface MergeOptions {
   /** Where the summary lines go (default: stdout). */
   log?: (line: string) => void;
+  /**
+   * Stops the merge: aborted with `"SIGINT"`/`"SIGTERM"` it ends as `interrupted` and rejects
+   * with an `InterruptedError`; nothing is published and the shard states are kept.
+   */
+  signal?: AbortSignal;
 }
 
 /** What {@linkcode mergeAnalysis} did: an analyze summary, plus the number of shards merged. */
@@ -134,13 +139,12 @@ export async function mergeAnalysis(
     started_at: existing?.started_at ?? new Date(started).toISOString(),
     shards: { count: n, done: Array.from({ length: n }, (_, i) => i) },
   };
-  await store.putAnalysis({
+  // The analysis' lease: no other run writes it meanwhile; readers see the previous result.
+  await using run = await AnalysisRun.begin(store, {
     ...analysisDoc,
-    status: "running",
     n_analyzed_tokens: 0,
-    finished_at: null,
     timings: {},
-  });
+  }, { log: say });
   const tally = new Tally(analysis);
   try {
     // The analyzer stage over the merged state, with no further input: its records.
@@ -148,11 +152,13 @@ export async function mergeAnalysis(
     await analyzer.writable.close();
     let records = analyzer.readable;
     if (dlaStage) records = records.pipeThrough(dlaStage);
-    await records.pipeTo(storeWriter(store, { onWritten: (batch) => tally.add(batch) }));
+    await records.pipeTo(
+      run.writer({ onWritten: (batch) => tally.add(batch) }),
+      options.signal ? { signal: options.signal } : {},
+    );
     const seconds = (performance.now() - started) / 1000;
-    await store.putAnalysis({
+    await run.publish({
       ...analysisDoc,
-      status: "complete",
       n_analyzed_tokens: merged.nAnalyzedTokens,
       finished_at: new Date().toISOString(),
       timings: {
@@ -162,15 +168,20 @@ export async function mergeAnalysis(
       },
     });
   } catch (error) {
+    const signal = signalName(options.signal);
+    if (signal) {
+      await run.end({ status: "interrupted", error: `stopped by ${signal}` });
+      throw new InterruptedError(
+        signal,
+        `merge: stopped by ${signal}; ${what} was not published (the shard states are kept)`,
+        { cause: error },
+      );
+    }
     const reason = error instanceof Error ? error.message : String(error);
-    await store.putAnalysis({
-      ...analysisDoc,
-      status: "failed",
-      error: `merge: ${reason.split("\n")[0]!}`,
-      n_analyzed_tokens: 0,
-      finished_at: new Date().toISOString(),
-      timings: {},
-    }).catch(() => {});
+    await run.end(
+      { status: "failed", error: `merge: ${reason.split("\n")[0]!}` },
+      (e) => say(`could not record the end of the merge in the store: ${String(e)}`),
+    );
     throw error;
   }
   // Only now that the analysis is complete: the shard states are no longer needed.
