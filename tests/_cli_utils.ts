@@ -302,3 +302,129 @@ export function assertSameText(actual: string, expected: string, what: string): 
       `${context}\n  got:      ${JSON.stringify(a[at])}\n  expected: ${JSON.stringify(e[at])}`,
   );
 }
+
+/**
+ * Writes a wide Language-Model-SAEs checkpoint from the demo SAE: feature `j` is demo feature
+ * `j % 256` with its encoder column scaled by `1 + 0.01·⌊j / 256⌋` (so every feature fires
+ * where its demo feature does, at slightly different strengths), for runs whose write phase must
+ * last a while (thousands of feature records).
+ *
+ * @param dir the folder to write (created).
+ * @param dSae the number of features.
+ * @returns `dir`.
+ */
+export async function writeWideSae(dir: string, dSae: number): Promise<string> {
+  using file = await SafetensorsFile.open(join(DEMO_SAE, "sae_weights.safetensors"));
+  const [wE, bE, wD, bD] = await Promise.all(
+    ["W_E", "b_E", "W_D", "b_D"].map((n) => file.readF32(n)),
+  ) as [Float32Array, Float32Array, Float32Array, Float32Array];
+  const [dm, base] = file.info("W_E").shape as [number, number];
+  const encoder = new Float32Array(dm * dSae);
+  const decoder = new Float32Array(dSae * dm);
+  const bias = new Float32Array(dSae);
+  for (let j = 0; j < dSae; j++) {
+    const src = j % base;
+    const scale = 1 + 0.01 * Math.floor(j / base);
+    for (let i = 0; i < dm; i++) {
+      encoder[i * dSae + j] = wE[i * base + src]! * scale;
+      decoder[j * dm + i] = wD[src * dm + i]!;
+    }
+    bias[j] = bE[src]!;
+  }
+  const tensors: Parameters<typeof writeSafetensors>[0] = {
+    W_E: { dtype: "F32", shape: [dm, dSae], data: encoder },
+    b_E: { dtype: "F32", shape: [dSae], data: bias },
+    W_D: { dtype: "F32", shape: [dSae, dm], data: decoder },
+    b_D: { dtype: "F32", shape: [dm], data: bD },
+  };
+  for (const name of file.names) {
+    if (name.startsWith("dataset_average_activation_norm.")) {
+      tensors[name] = { dtype: "F32", shape: [], data: await file.readF32(name) };
+    }
+  }
+  await Deno.mkdir(dir, { recursive: true });
+  await Deno.writeFile(join(dir, "sae_weights.safetensors"), writeSafetensors(tensors));
+  const config = JSON.parse(await Deno.readTextFile(join(DEMO_SAE, "config.json")));
+  Object.assign(config, { d_sae: dSae, expansion_factor: dSae / dm });
+  await Deno.writeTextFile(join(dir, "config.json"), JSON.stringify(config, null, 2));
+  return dir;
+}
+
+/** A CLI process started by {@linkcode spawnCli}, its stderr read line by line as it comes. */
+export interface SpawnedCli {
+  /** The process (kill it with `child.kill(signal)`). */
+  child: Deno.ChildProcess;
+  /** Resolves with the first stderr line matching `pattern` (rejects if the process ends first). */
+  waitForLine(pattern: RegExp): Promise<string>;
+  /** Exit code and everything printed, once the process ended. */
+  done: Promise<{ code: number; signal: Deno.Signal | null; stdout: string; stderr: string }>;
+}
+
+/**
+ * Starts `deno run <shipped permissions> cli.ts ...args` (same environment rules as
+ * {@linkcode runCli}) and reads its stderr as it is printed.
+ *
+ * @param args the CLI arguments.
+ * @param options working directory and environment.
+ */
+export function spawnCli(args: readonly string[], options: RunCliOptions = {}): SpawnedCli {
+  const env: Record<string, string> = { NO_COLOR: "1", HF_HUB_OFFLINE: "1" };
+  for (const name of ["PATH", "HOME", "DENO_DIR", "XDG_CACHE_HOME"]) {
+    const value = Deno.env.get(name);
+    if (value !== undefined) env[name] = value;
+  }
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["run", ...CLI_PERMISSIONS, join(ROOT, "cli.ts"), ...args],
+    cwd: options.cwd ?? ROOT,
+    env: { ...env, ...options.env },
+    clearEnv: true,
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  let stderr = "";
+  const waiters: { pattern: RegExp; resolve: (line: string) => void }[] = [];
+  let ended = false;
+  const failWaiters: ((e: Error) => void)[] = [];
+  const readErr = (async () => {
+    const decoder = new TextDecoder();
+    let pending = "";
+    for await (const chunk of child.stderr) {
+      const text = decoder.decode(chunk, { stream: true });
+      stderr += text;
+      pending += text;
+      const lines = pending.split("\n");
+      pending = lines.pop()!;
+      for (const line of lines) {
+        for (let i = waiters.length - 1; i >= 0; i--) {
+          if (waiters[i]!.pattern.test(line)) {
+            waiters[i]!.resolve(line);
+            waiters.splice(i, 1);
+            failWaiters.splice(i, 1);
+          }
+        }
+      }
+    }
+    ended = true;
+    for (const fail of failWaiters) fail(new Error(`the process ended; stderr:\n${stderr}`));
+  })();
+  const readOut = new Response(child.stdout).text();
+  const done = (async () => {
+    const status = await child.status;
+    const [stdout] = await Promise.all([readOut, readErr]);
+    return { code: status.code, signal: status.signal, stdout, stderr };
+  })();
+  return {
+    child,
+    done,
+    waitForLine(pattern) {
+      const seen = stderr.split("\n").find((l) => pattern.test(l));
+      if (seen !== undefined) return Promise.resolve(seen);
+      if (ended) return Promise.reject(new Error(`the process ended; stderr:\n${stderr}`));
+      return new Promise((resolve, reject) => {
+        waiters.push({ pattern, resolve });
+        failWaiters.push(reject);
+      });
+    },
+  };
+}
