@@ -269,7 +269,13 @@ export class ViewerApi {
       this.#analysisDocs(series, name),
     ]);
     const doc = docs.find((d) => d.name === analysis);
-    const fingerprint = JSON.stringify([count, doc?.status, doc?.finished_at, doc?.started_at]);
+    const fingerprint = JSON.stringify([
+      count,
+      doc?.status,
+      doc?.generation,
+      doc?.finished_at,
+      doc?.started_at,
+    ]);
     const now = performance.now();
     const hit = this.#indexes.get(key);
     if (hit && hit.fingerprint === fingerprint && now - hit.at < hit.ttl) return hit.index;

@@ -308,7 +308,7 @@ async function renderSae(series, name, params, isCurrent) {
       ),
       card("Dead", fmtInt(counts.dead), counts.total ? fmtFreq(counts.dead / counts.total) : ""),
       card("Tokens analyzed", fmtInt(freqs.n_analyzed_tokens)),
-      card("Analysis", analysisControl, analysisDoc ? analysisDoc.status : "no document"),
+      card("Analysis", analysisControl, analysisDoc ? statusText(analysisDoc) : "no document"),
     ),
     h(
       "div",
@@ -369,9 +369,23 @@ function pre(value) {
   return h("pre", { class: "json" }, JSON.stringify(value, null, 2));
 }
 
+/**
+ * An analysis' status as a reader should take it: only a complete analysis has results shown;
+ * a newer run that has not published (running, interrupted, failed) is named beside it.
+ */
+function statusText(doc) {
+  const own = doc.status + (doc.error ? ` (${doc.error})` : "");
+  const run = doc.run;
+  if (doc.status !== "complete" || !run) return own;
+  const error = run.error ? `: ${run.error}` : "";
+  return `${own}; a newer run ${
+    run.status === "running" ? "is in progress" : `was ${run.status}${error}`
+  } (started ${run.started_at}), not shown`;
+}
+
 function settingsList(doc) {
   const rows = [
-    ["Status", doc.status + (doc.error ? ` (${doc.error})` : "")],
+    ["Status", statusText(doc)],
     ["Tokens", fmtInt(doc.n_analyzed_tokens)],
     ["Started", doc.started_at],
     ["Finished", doc.finished_at ?? "–"],
