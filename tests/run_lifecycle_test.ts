@@ -25,6 +25,7 @@ import {
   scratchRoot,
   spawnCli,
   TINY_NEOX,
+  writeSlicedSae,
   writeWideSae,
 } from "./_cli_utils.ts";
 import { mongoIgnored, mongoUri, randomDbName } from "./_utils.ts";
@@ -263,4 +264,40 @@ Deno.test({
       }
     }
   },
+});
+
+Deno.test("an SAE trained at another hook point: one warning line, or exit 2 with --strict-hook-point", async () => {
+  const saeDir = await writeSlicedSae(join(SCRATCH, "blocks1-sae"), {
+    config: {
+      hook_point_in: "blocks.1.hook_resid_post",
+      hook_point_out: "blocks.1.hook_resid_post",
+    },
+  });
+  const dir = join(SCRATCH, "hook-mismatch");
+  const config = (await Deno.readTextFile(await writeConfig({ kind: "sqlite", dir }, "hook", 500)))
+    .replace(JSON.stringify(SAE_DIR), JSON.stringify(saeDir));
+  const path = join(SCRATCH, "hook", "mismatch.toml");
+  await Deno.writeTextFile(path, config);
+
+  const warned = await runCli(["analyze", path]);
+  assert.equal(warned.code, 0, warned.stderr);
+  const warnings = warned.stderr.split("\n").filter((l) => l.startsWith("warning: "));
+  assert.deepEqual(warnings, [
+    `warning: the SAE at ${saeDir} was trained at blocks.1.hook_resid_post (its config's hook point) but activation_factory.hook_points analyzes blocks.3.hook_resid_post; its features may mean nothing there (--strict-hook-point makes this an error)`,
+  ]);
+
+  const strict = await runCli(["analyze", path, "--strict-hook-point"]);
+  assertCliError(
+    strict,
+    2,
+    `the SAE at ${saeDir} was trained at blocks.1.hook_resid_post (its config's hook point) but activation_factory.hook_points analyzes blocks.3.hook_resid_post; set hook_points = ["blocks.1.hook_resid_post"]`,
+  );
+
+  // The demo SAE's own hook point is the one analyzed: no warning.
+  const same = await runCli([
+    "analyze",
+    await writeConfig({ kind: "sqlite", dir }, "hook-same", 500),
+  ]);
+  assert.equal(same.code, 0, same.stderr);
+  assert.ok(!same.stderr.includes("warning: "), same.stderr);
 });
