@@ -24,7 +24,7 @@
 import { ConfigError, InterruptedError, StoreUnavailableError } from "../lib/errors.ts";
 import { stateToChunks } from "../lib/analysis/state_chunks.ts";
 import type { AnalyzeSAESettings } from "../lib/settings/mod.ts";
-import { redactSettings, redactUrl } from "../lib/settings/mod.ts";
+import { redactSettings } from "../lib/settings/mod.ts";
 import type { AnalysisDoc, FeatureStore } from "../lib/store/mod.ts";
 import type { SaeDescription } from "../lib/sae/mod.ts";
 import { checkContextSize, OnnxModel } from "../lib/onnx/mod.ts";
@@ -37,14 +37,12 @@ import { featureAnalyzer } from "../stages/feature_analyzer.ts";
 import { dla } from "../stages/dla.ts";
 import { encodeStage } from "./_encode.ts";
 import { AnalysisRun, signalName } from "./analysis_run.ts";
+import { parseShard, type Shard } from "./shard.ts";
+import { type AnalyzeSummary, summaryLines } from "./summary.ts";
 import { analyzerOptionsOf, Tally } from "./_analysis.ts";
-import {
-  loadSettingsSae,
-  openSettingsStore,
-  type ResolvedModel,
-  resolveModel,
-  saeDocOf,
-} from "./_shared.ts";
+import { type ResolvedModel, resolveModel } from "./_model.ts";
+import { loadSettingsSae, saeDocOf } from "./_sae.ts";
+import { openSettingsStore } from "./_store.ts";
 
 /** Options of {@linkcode analyzeSae} beyond the settings. */
 export interface AnalyzeOptions {
@@ -75,179 +73,6 @@ export interface AnalyzeOptions {
   hookMismatch?: "warn" | "error";
   /** Lease length of the run, ms (see `AnalysisRun`); default `SAEFLOW_LEASE_SECONDS` or 60 s. */
   leaseMs?: number;
-}
-
-/** A worker's slice of a sharded run. */
-export interface Shard {
-  /** In `[0, count)`. */
-  index: number;
-  /** The number of workers. */
-  count: number;
-}
-
-/**
- * Parses `i/N` (e.g. `--shard 1/4`).
- *
- * @param text The value.
- * @param where What to name in the error, e.g. `--shard`.
- * @returns The shard.
- * @throws {ConfigError} Unless `text` is two integers with `0 <= i < N`.
- * @example
- * ```ts
- * import { parseShard } from "./analyze.ts";
- * console.assert(parseShard("1/4").index === 1);
- * ```
- */
-export function parseShard(text: string, where = "--shard"): Shard {
-  const m = /^\s*(\d+)\s*\/\s*(\d+)\s*$/.exec(text);
-  const shard = m ? { index: Number(m[1]), count: Number(m[2]) } : undefined;
-  if (
-    !shard || !Number.isSafeInteger(shard.index) || !Number.isSafeInteger(shard.count) ||
-    shard.count < 1 || shard.index >= shard.count
-  ) {
-    throw new ConfigError(
-      `${where}: expected i/N with 0 <= i < N (e.g. 0/4), got ${JSON.stringify(text)}`,
-    );
-  }
-  return shard;
-}
-
-/** Options of {@linkcode resolveShard}. */
-export interface ResolveShardOptions {
-  /** The `--shard i/N` value. */
-  shard?: string;
-  /** The `--shards N` value (the count for `JOB_COMPLETION_INDEX`). */
-  shards?: string;
-  /** Reads an environment variable (default `Deno.env.get`). */
-  env?: (name: string) => string | undefined;
-}
-
-function count(text: string, where: string): number {
-  const n = /^\s*\d+\s*$/.test(text) ? Number(text) : NaN;
-  if (!Number.isSafeInteger(n) || n < 1) {
-    throw new ConfigError(`${where}: expected a positive integer, got ${JSON.stringify(text)}`);
-  }
-  return n;
-}
-
-function index(text: string, where: string): number {
-  const n = /^\s*\d+\s*$/.test(text) ? Number(text) : NaN;
-  if (!Number.isSafeInteger(n)) {
-    throw new ConfigError(
-      `${where}: expected a non-negative integer, got ${JSON.stringify(text)}`,
-    );
-  }
-  return n;
-}
-
-/**
- * The shard of this worker: `--shard i/N`; else a Kubernetes Indexed Job
- * (`JOB_COMPLETION_INDEX`, with the count from `--shards N` or `SAEFLOW_SHARDS`); else a Slurm
- * array job (`SLURM_ARRAY_TASK_ID` − `SLURM_ARRAY_TASK_MIN` (0 when unset) of
- * `SLURM_ARRAY_TASK_COUNT`; the array must be contiguous, e.g. `--array=0-7` or `1-8`); else
- * none (undefined).
- *
- * @param options The flags and the environment.
- * @returns The shard, or undefined for an unsharded run.
- * @throws {ConfigError} For a malformed or out-of-range value, naming where it came from.
- * @example
- * ```ts
- * import { resolveShard } from "./analyze.ts";
- * const env = { JOB_COMPLETION_INDEX: "2", SAEFLOW_SHARDS: "4" } as Record<string, string>;
- * const shard = resolveShard({ env: (n) => env[n] });
- * console.assert(shard?.index === 2 && shard.count === 4);
- * console.assert(resolveShard({ env: () => undefined }) === undefined);
- * ```
- */
-export function resolveShard(options: ResolveShardOptions = {}): Shard | undefined {
-  const env = options.env ?? ((name: string) => Deno.env.get(name));
-  const get = (name: string) => {
-    const v = env(name);
-    return v === undefined || v.trim() === "" ? undefined : v;
-  };
-  if (options.shard !== undefined) {
-    if (options.shards !== undefined) {
-      throw new ConfigError("--shards: give either --shard i/N or --shards N, not both");
-    }
-    return parseShard(options.shard, "--shard");
-  }
-  const k8s = get("JOB_COMPLETION_INDEX");
-  if (k8s !== undefined) {
-    const n = options.shards !== undefined
-      ? count(options.shards, "--shards")
-      : get("SAEFLOW_SHARDS") !== undefined
-      ? count(get("SAEFLOW_SHARDS")!, "SAEFLOW_SHARDS")
-      : undefined;
-    if (n === undefined) {
-      throw new ConfigError(
-        "JOB_COMPLETION_INDEX is set but the shard count is not: pass --shards N or set SAEFLOW_SHARDS (the Job's completions)",
-      );
-    }
-    const i = index(k8s, "JOB_COMPLETION_INDEX");
-    if (i >= n) {
-      throw new ConfigError(`JOB_COMPLETION_INDEX: ${i} is not below the shard count ${n}`);
-    }
-    return { index: i, count: n };
-  }
-  if (options.shards !== undefined) {
-    throw new ConfigError(
-      "--shards: needs JOB_COMPLETION_INDEX (a Kubernetes Indexed Job); else use --shard i/N",
-    );
-  }
-  const slurm = get("SLURM_ARRAY_TASK_ID");
-  if (slurm !== undefined) {
-    const id = index(slurm, "SLURM_ARRAY_TASK_ID");
-    const rawCount = get("SLURM_ARRAY_TASK_COUNT");
-    if (rawCount === undefined) {
-      throw new ConfigError("SLURM_ARRAY_TASK_ID is set but SLURM_ARRAY_TASK_COUNT is not");
-    }
-    const n = count(rawCount, "SLURM_ARRAY_TASK_COUNT");
-    const min = get("SLURM_ARRAY_TASK_MIN");
-    const lo = min === undefined ? 0 : index(min, "SLURM_ARRAY_TASK_MIN");
-    const max = get("SLURM_ARRAY_TASK_MAX");
-    if (max !== undefined && index(max, "SLURM_ARRAY_TASK_MAX") - lo + 1 !== n) {
-      throw new ConfigError(
-        `SLURM_ARRAY_TASK_COUNT: ${n} tasks do not fill ${lo}-${max}: the array must be contiguous (e.g. --array=0-${
-          n - 1
-        })`,
-      );
-    }
-    const i = id - lo;
-    if (i < 0 || i >= n) {
-      throw new ConfigError(
-        `SLURM_ARRAY_TASK_ID: ${id} is outside ${lo}..${
-          lo + n - 1
-        } (SLURM_ARRAY_TASK_MIN ${lo}, COUNT ${n})`,
-      );
-    }
-    return { index: i, count: n };
-  }
-  return undefined;
-}
-
-/** What {@linkcode analyzeSae} did. */
-export interface AnalyzeSummary {
-  /** Context tokens run through the model (B×T per batch, padding included). */
-  tokens: number;
-  /** Tokens analyzed (mask = 1). */
-  analyzedTokens: number;
-  /** Seconds from start to the last feature written. */
-  seconds: number;
-  /** Features that fired at least once. */
-  alive: number;
-  /** Features that never fired. */
-  dead: number;
-  /** The densest features: index, act_times and the token at the peak of their top sample. */
-  densest: { index: number; act_times: number; top_token: string | null }[];
-  /** Where the results are (store location). */
-  location: string;
-  /** Whether the fused model+SAE graph was used. */
-  fused: boolean;
-  /**
-   * For a sharded run: this shard, the shards whose state is stored (this one included) and the
-   * bytes of this shard's stored state. No feature was written.
-   */
-  shard?: { index: number; count: number; done: number[]; bytes: number };
 }
 
 /** The parts of a run that are loaded before any data flows. */
@@ -696,52 +521,4 @@ async function saveShard(run: {
   };
   for (const line of summaryLines(summary, settings)) run.say(line);
   return summary;
-}
-
-/** The summary printed at the end of a run. */
-export function summaryLines(
-  s: AnalyzeSummary,
-  settings: Pick<
-    AnalyzeSAESettings,
-    "sae_name" | "sae_series" | "analysis_name" | "mongo" | "output_dir"
-  >,
-): string[] {
-  const rate = s.tokens / Math.max(s.seconds, 1e-9);
-  const lines = [
-    `analyzed ${s.tokens} tokens (${s.analyzedTokens} analyzed) in ${s.seconds.toFixed(1)} s: ${
-      rate.toFixed(0)
-    } tokens/s${s.fused ? " (fused model+SAE graph)" : ""}`,
-    `features: ${s.alive} alive, ${s.dead} dead (of ${s.alive + s.dead})`,
-  ];
-  if (s.shard) {
-    const { index, count, done, bytes } = s.shard;
-    const missing = Array.from({ length: count }, (_, i) => i).filter((i) => !done.includes(i));
-    lines.push(
-      `shard ${index}/${count}: analyzer state stored (${
-        (bytes / 1e6).toFixed(1)
-      } MB) in ${s.location} (analysis "${settings.analysis_name}")`,
-      missing.length
-        ? `shards done: ${done.join(", ") || "none"}; waiting for ${missing.join(", ")}`
-        : `all ${count} shards are done: run saeflow merge with the same settings file`,
-    );
-    return lines;
-  }
-  if (s.densest.length) {
-    lines.push("densest features:");
-    for (const d of s.densest) {
-      lines.push(
-        `  #${d.index}  active on ${d.act_times} tokens  top token ${JSON.stringify(d.top_token)}`,
-      );
-    }
-  }
-  lines.push(`results: ${s.location} (analysis "${settings.analysis_name}")`);
-  const first = s.densest[0]?.index ?? 0;
-  // Where the store is, as show's flags say it (the password of a MongoDB URI is not repeated).
-  const where = settings.mongo
-    ? ` --mongo-uri ${redactUrl(settings.mongo.mongo_uri)} --mongo-db ${settings.mongo.mongo_db}`
-    : ` --output-dir ${settings.output_dir}`;
-  lines.push(
-    `look at one: saeflow show feature ${settings.sae_name} ${first} --series ${settings.sae_series}${where}`,
-  );
-  return lines;
 }

@@ -16,18 +16,11 @@ import {
   type AutoInterpSummary,
   AutoInterpTally,
 } from "../stages/autointerp.ts";
-import {
-  ensureModelDoc,
-  FeatureWriter,
-  formatDuration,
-  type LogFn,
-  modelNameOf,
-  openSettingsStore,
-  resolveModel,
-  runnerProgress,
-  selectFeatures,
-  stderrLog,
-} from "./_shared.ts";
+import { ensureModelDoc, modelNameOf, resolveModel } from "./_model.ts";
+import { formatDuration, type LogFn, runnerProgress, stderrLog } from "./_progress.ts";
+import { selectFeatures } from "./_select.ts";
+import { openSettingsStore } from "./_store.ts";
+import { FeatureWriter } from "./_writer.ts";
 
 /** Options of {@linkcode autoInterp}; every field optional. */
 export interface AutoInterpRunOptions {
@@ -130,7 +123,7 @@ export function autoInterpOptionsOf(settings: AutoInterpSettings): AutoInterpOpt
  * ```ts
  * import { autoInterp } from "./autointerp.ts";
  * import { AutoInterpSettingsSchema } from "../lib/settings/mod.ts";
- * import { openSettingsStore } from "./_shared.ts";
+ * import { openSettingsStore } from "./_store.ts";
  * const settings = AutoInterpSettingsSchema.parse({
  *   sae_name: "s", sae_series: "x", model: {}, model_name: "m", auto_interp: {},
  *   output_dir: await Deno.makeTempDir(),

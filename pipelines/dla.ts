@@ -8,21 +8,12 @@
 import { attributeSae } from "../lib/dla/mod.ts";
 import type { SessionOptions } from "../lib/onnx/mod.ts";
 import type { DirectLogitAttributeSettings } from "../lib/settings/mod.ts";
-import {
-  ensureModelDoc,
-  ensureSaeDoc,
-  FeatureWriter,
-  formatDuration,
-  formatRate,
-  loadSettingsSae,
-  type LogFn,
-  openSettingsStore,
-  resolveModel,
-  runnerProgress,
-  saeDocOf,
-  selectFeatures,
-  stderrLog,
-} from "./_shared.ts";
+import { ensureModelDoc, resolveModel } from "./_model.ts";
+import { formatDuration, formatRate, type LogFn, runnerProgress, stderrLog } from "./_progress.ts";
+import { ensureSaeDoc, loadSettingsSae, saeDocOf } from "./_sae.ts";
+import { selectFeatures } from "./_select.ts";
+import { openSettingsStore } from "./_store.ts";
+import { FeatureWriter } from "./_writer.ts";
 
 /** Options of {@linkcode directLogitAttribute}; every field optional. */
 export interface DirectLogitAttributeOptions {

@@ -26,8 +26,10 @@ import { stateFromChunks } from "../lib/analysis/state_chunks.ts";
 import { OnnxModel } from "../lib/onnx/mod.ts";
 import { featureAnalyzer } from "../stages/feature_analyzer.ts";
 import { dla } from "../stages/dla.ts";
-import { loadSettingsSae, openSettingsStore, resolveModel } from "./_shared.ts";
-import { type AnalyzeSummary, summaryLines } from "./analyze.ts";
+import { resolveModel } from "./_model.ts";
+import { loadSettingsSae } from "./_sae.ts";
+import { openSettingsStore } from "./_store.ts";
+import { type AnalyzeSummary, summaryLines } from "./summary.ts";
 import { analyzerOptionsOf, Tally } from "./_analysis.ts";
 import { AnalysisRun, signalName } from "./analysis_run.ts";
 

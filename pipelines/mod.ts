@@ -11,3 +11,5 @@ export * from "./dla.ts";
 export * from "./autointerp.ts";
 export * from "./merge.ts";
 export * from "./analysis_run.ts";
+export * from "./shard.ts";
+export * from "./summary.ts";

@@ -34,7 +34,8 @@ import { encodeReference, loadSae } from "../lib/sae/mod.ts";
 import { parseSettings } from "../lib/settings/mod.ts";
 import { openStore } from "../lib/store/mod.ts";
 import type { FeatureRecord } from "../lib/types.ts";
-import { analyzeSae, type AnalyzeSummary } from "../pipelines/analyze.ts";
+import { analyzeSae } from "../pipelines/analyze.ts";
+import type { AnalyzeSummary } from "../pipelines/summary.ts";
 import {
   analyzedTokens,
   checkFeature,

@@ -12,7 +12,7 @@ import type { AutoInterpSettings } from "../lib/settings/mod.ts";
 import { type FeatureStore, featureToJson } from "../lib/store/mod.ts";
 import type { FeatureRecord } from "../lib/types.ts";
 import { autoInterp, type AutoInterpRunOptions } from "../pipelines/autointerp.ts";
-import { openSettingsStore } from "../pipelines/_shared.ts";
+import { openSettingsStore } from "../pipelines/_store.ts";
 import {
   CAT_EXPLANATION,
   catFeature,

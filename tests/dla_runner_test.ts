@@ -16,7 +16,8 @@ import {
 import type { FeatureStore } from "../lib/store/mod.ts";
 import type { FeatureAnalysis, FeatureRecord } from "../lib/types.ts";
 import { directLogitAttribute } from "../pipelines/dla.ts";
-import { loadVocab, openSettingsStore } from "../pipelines/_shared.ts";
+import { loadVocab } from "../pipelines/_model.ts";
+import { openSettingsStore } from "../pipelines/_store.ts";
 import { loadModelDir } from "../lib/onnx/mod.ts";
 import { mongoIgnored, withMongo, withTempDir } from "./_utils.ts";
 

@@ -12,7 +12,8 @@ import { repoFolderName, resolveRepo } from "../lib/hub/mod.ts";
 import { openDataset } from "../lib/data/mod.ts";
 import { listHookPoints, OnnxModel } from "../lib/onnx/mod.ts";
 import { LanguageModelConfigSchema } from "../lib/settings/schemas.ts";
-import { loadSettingsSae, resolveModel } from "../pipelines/_shared.ts";
+import { resolveModel } from "../pipelines/_model.ts";
+import { loadSettingsSae } from "../pipelines/_sae.ts";
 
 interface FakeRepo {
   sha: string;
