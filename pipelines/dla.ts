@@ -13,7 +13,7 @@ import { formatDuration, formatRate, type LogFn, runnerProgress, stderrLog } fro
 import { ensureSaeDoc, loadSettingsSae, saeDocOf } from "./_sae.ts";
 import { selectFeatures } from "./_select.ts";
 import { openSettingsStore } from "./_store.ts";
-import { FeatureWriter } from "./_writer.ts";
+import { storeWriter } from "../stages/store_writer.ts";
 
 /** Options of {@linkcode directLogitAttribute}; every field optional. */
 export interface DirectLogitAttributeOptions {
@@ -124,7 +124,11 @@ export async function directLogitAttribute(
     ...(options.progressIntervalMs !== undefined ? { intervalMs: options.progressIntervalMs } : {}),
   });
   const device = settings.model?.device ?? settings.sae.device;
-  const writer = new FeatureWriter(store, { batchSize: options.writeBatch ?? 256 });
+  let written = 0;
+  const writer = storeWriter(store, {
+    batchSize: options.writeBatch ?? 256,
+    onWritten: (batch) => written += batch.length,
+  }).getWriter();
   let done = 0;
   try {
     const results = attributeSae({
@@ -139,7 +143,7 @@ export async function directLogitAttribute(
     });
     for await (const { index, logits } of results) {
       options.signal?.throwIfAborted();
-      await writer.add({ sae_series: series, sae_name: name, index, analyses: {}, logits });
+      await writer.write({ sae_series: series, sae_name: name, index, analyses: {}, logits });
       progress.update(++done);
     }
   } catch (error) {
@@ -156,7 +160,7 @@ export async function directLogitAttribute(
   const summary: DlaSummary = {
     sae: `${series}/${name}`,
     model: model.name,
-    features: writer.written,
+    features: written,
     d_sae: sae.dSae,
     top_k: config.top_k,
     center: config.center,

@@ -25,6 +25,12 @@ export interface StoreWriterOptions {
   generation?: string;
   /** Called before each batch is written; throwing fails the write (e.g. a lost lease). */
   beforeWrite?: () => void;
+  /**
+   * Longest time a record may wait for its batch to fill, in ms: a timer then writes a partial
+   * batch, so that slow producers (LLM calls) still get their results stored as they come. A
+   * failed timed write fails the next write or close. Default: no timer.
+   */
+  maxDelayMs?: number;
 }
 
 /**
@@ -53,26 +59,55 @@ export function storeWriter(
     throw new RangeError(`storeWriter: batchSize must be a positive integer, got ${batchSize}`);
   }
   let pending: FeatureRecord[] = [];
-  const flush = async () => {
-    if (pending.length === 0) return;
+  // Writes run one at a time, in order; a timed write's failure surfaces at the next write.
+  let chain: Promise<void> = Promise.resolve();
+  let failure: { reason: unknown } | undefined;
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const clearTimer = () => {
+    if (timer !== undefined) clearTimeout(timer);
+    timer = undefined;
+  };
+  const flush = (): Promise<void> => {
+    clearTimer();
+    if (pending.length === 0) return chain;
     const batch = pending;
     pending = [];
-    options.beforeWrite?.();
-    await store.writeFeatures(
-      batch,
-      options.generation !== undefined ? { generation: options.generation } : undefined,
-    );
-    options.onWritten?.(batch);
+    chain = chain.then(async () => {
+      options.beforeWrite?.();
+      await store.writeFeatures(
+        batch,
+        options.generation !== undefined ? { generation: options.generation } : undefined,
+      );
+      options.onWritten?.(batch);
+    });
+    chain.catch((reason) => {
+      failure ??= { reason };
+    });
+    return chain;
+  };
+  const check = () => {
+    if (failure) throw failure.reason;
   };
   return new WritableStream<FeatureRecord>({
     async write(record) {
+      check();
       pending.push(record);
       if (pending.length >= batchSize) await flush();
+      else if (options.maxDelayMs !== undefined && timer === undefined) {
+        timer = setTimeout(() => {
+          timer = undefined;
+          flush().catch(() => {}); // surfaces at the next write or close
+        }, options.maxDelayMs);
+      }
     },
-    close: flush,
+    async close() {
+      await flush();
+      check();
+    },
     abort() {
       // Records not yet written are dropped: the analysis is then marked failed by the runner,
       // and what was written stays consistent (each record is written whole or not at all).
+      clearTimer();
       pending = [];
     },
   }, new CountQueuingStrategy({ highWaterMark: 1 }));
