@@ -37,7 +37,6 @@ export * from "./lib/progress.ts";
 // Names exported by two modules: the explicit exports below decide which one the root offers.
 export type { Sampling } from "./lib/types.ts";
 export type { Sampling as SamplingSettings } from "./lib/settings/mod.ts";
-export { normalizeMongoUri } from "./lib/store/mod.ts";
 export type { Device } from "./lib/onnx/mod.ts";
 export type { TensorInfo } from "./lib/onnx/mod.ts";
 export type { TensorInfo as SafetensorsTensorInfo } from "./lib/safetensors/mod.ts";
