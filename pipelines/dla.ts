@@ -6,7 +6,7 @@
  */
 
 import { attributeSae } from "../lib/dla/mod.ts";
-import type { SessionOptions } from "../lib/onnx/mod.ts";
+import type { SessionOptions } from "../lib/ort/mod.ts";
 import type { DirectLogitAttributeSettings } from "../lib/settings/mod.ts";
 import {
   ensureModelDoc,

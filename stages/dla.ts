@@ -14,7 +14,8 @@ import {
   type SaeDecoder,
   type UnembeddingTail,
 } from "../lib/dla/mod.ts";
-import type { OnnxModel, SessionOptions } from "../lib/onnx/mod.ts";
+import type { OnnxModel } from "../lib/onnx/mod.ts";
+import type { SessionOptions } from "../lib/ort/mod.ts";
 import type { FeatureRecord } from "../lib/types.ts";
 import { resourceStage } from "./_resource_stage.ts";
 

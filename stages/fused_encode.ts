@@ -5,7 +5,8 @@
  *
  * @module
  */
-import type { Device, OnnxModel } from "../lib/onnx/mod.ts";
+import type { OnnxModel } from "../lib/onnx/mod.ts";
+import type { Device } from "../lib/ort/mod.ts";
 import {
   FusedSaeEncoder,
   loadSae,

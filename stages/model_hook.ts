@@ -4,13 +4,13 @@
  * @module
  */
 import { ConfigError } from "../lib/errors.ts";
+import type { OnnxModel } from "../lib/onnx/mod.ts";
 import {
   halfToFloat,
   type HookSession,
   type HookSessionOptions,
-  type OnnxModel,
   openHookSession,
-} from "../lib/onnx/mod.ts";
+} from "../lib/ort/mod.ts";
 import type { ActivationBatch, ContextBatch } from "../lib/types.ts";
 import { resourceStage } from "./_resource_stage.ts";
 

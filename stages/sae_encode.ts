@@ -5,7 +5,7 @@
  * @module
  */
 import { ConfigError } from "../lib/errors.ts";
-import type { Device } from "../lib/onnx/mod.ts";
+import type { Device } from "../lib/ort/mod.ts";
 import {
   checkHookWidth,
   loadSae,

@@ -6,7 +6,8 @@
  * @module
  */
 import { ConfigError } from "../errors.ts";
-import type { OnnxModel, SessionOptions } from "../onnx/mod.ts";
+import type { OnnxModel } from "../onnx/mod.ts";
+import type { SessionOptions } from "../ort/mod.ts";
 import type { FeatureLogits } from "../types.ts";
 import { DlaComputer, type DlaOptions } from "./computer.ts";
 import type { FindTailOptions, UnembeddingTail } from "./tail.ts";

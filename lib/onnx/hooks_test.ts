@@ -3,8 +3,7 @@ import onnxProto from "onnx-proto";
 import { ConfigError } from "../errors.ts";
 import { makeNode, makeTensor, type NodeSpec, OnnxModel } from "./graph.ts";
 import { listHookPoints, resolveHooks, summarizeHooks } from "./hooks.ts";
-import { openHookSession } from "./hook_session.ts";
-import { formatInspect, inspectModel } from "./inspect.ts";
+import { formatInspect, inspectModel, openHookSession } from "../ort/mod.ts";
 
 const FIXTURES = new URL("../../fixtures/", import.meta.url).pathname;
 
