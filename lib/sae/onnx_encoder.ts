@@ -12,7 +12,7 @@
  */
 
 import { ConfigError } from "../errors.ts";
-import { loadModelDir, OnnxModel, resolveHooks } from "../onnx/mod.ts";
+import { buildModel, loadModelDir, OnnxModel, resolveHooks } from "../onnx/mod.ts";
 import {
   createSession,
   type Device,
@@ -23,7 +23,7 @@ import {
   type Tensor,
   tensor,
 } from "../ort/mod.ts";
-import { buildModel, ENCODER_BLOCK, encoderNodes, MIN_ENCODER_OPSET } from "./encoder_graph.ts";
+import { ENCODER_BLOCK, encoderNodes, MIN_ENCODER_OPSET } from "./encoder_graph.ts";
 import type { SparseActivations } from "./reference.ts";
 import { checkHookWidth, type SaeDescription } from "./sae.ts";
 
