@@ -16,7 +16,7 @@ import {
 } from "./lib/cli/store_location.ts";
 import { renderFeature } from "./lib/cli/show.ts";
 import { type AnalysisDoc, type FeatureStore, featureToJson, openStore } from "./lib/store/mod.ts";
-import { formatInspect, inspectModel } from "./lib/onnx/mod.ts";
+import { formatInspect, inspectModel } from "./lib/ort/mod.ts";
 import { describeSae, loadSae } from "./lib/sae/mod.ts";
 import { resolveRepo } from "./lib/hub/mod.ts";
 import {

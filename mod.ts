@@ -24,6 +24,7 @@ export * from "./pipelines/mod.ts";
 export * from "./stages/mod.ts";
 export * from "./lib/store/mod.ts";
 export * from "./lib/onnx/mod.ts";
+export * from "./lib/ort/mod.ts";
 export * from "./lib/sae/mod.ts";
 export * from "./lib/safetensors/mod.ts";
 export * from "./lib/data/mod.ts";
@@ -37,8 +38,7 @@ export * from "./lib/progress.ts";
 // Names exported by two modules: the explicit exports below decide which one the root offers.
 export type { Sampling } from "./lib/types.ts";
 export type { Sampling as SamplingSettings } from "./lib/settings/mod.ts";
-export { normalizeMongoUri } from "./lib/store/mod.ts";
-export type { Device } from "./lib/onnx/mod.ts";
+export type { Device } from "./lib/ort/mod.ts";
 export type { TensorInfo } from "./lib/onnx/mod.ts";
 export type { TensorInfo as SafetensorsTensorInfo } from "./lib/safetensors/mod.ts";
 export type { Dtype } from "./lib/settings/mod.ts";

@@ -49,15 +49,9 @@
  */
 import type { Bench, Figure } from "./_report.ts";
 import { join } from "node:path";
-import { buildModel } from "../lib/sae/encoder_graph.ts";
 import { writeSafetensors } from "../lib/safetensors/mod.ts";
-import {
-  createSession,
-  type NodeSpec,
-  OnnxModel,
-  openHookSession,
-  tensor,
-} from "../lib/onnx/mod.ts";
+import { buildModel, type NodeSpec, OnnxModel } from "../lib/onnx/mod.ts";
+import { createSession, openHookSession, tensor } from "../lib/ort/mod.ts";
 import { FusedSaeEncoder, loadSae } from "../lib/sae/mod.ts";
 import { loadTokenizer } from "../lib/data/mod.ts";
 import { parseSettings } from "../lib/settings/mod.ts";

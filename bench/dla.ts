@@ -12,7 +12,7 @@
 import type { Bench } from "./_report.ts";
 import { attributeSae, DlaComputer, findUnembeddingTail } from "../lib/dla/mod.ts";
 import { buildMatMul, buildTail, uniform } from "../lib/dla/_testing.ts";
-import { createSession, tensor } from "../lib/onnx/mod.ts";
+import { createSession, tensor } from "../lib/ort/mod.ts";
 
 const D_MODEL = 768;
 const VOCAB = 50_304;

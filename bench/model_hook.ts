@@ -7,7 +7,7 @@
  * @module
  */
 import type { Bench } from "./_report.ts";
-import { openHookSession } from "../lib/onnx/mod.ts";
+import { openHookSession } from "../lib/ort/mod.ts";
 import type { ContextBatch } from "../lib/types.ts";
 import { modelHook } from "../stages/model_hook.ts";
 

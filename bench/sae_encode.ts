@@ -18,8 +18,8 @@
  * @module
  */
 import type { Bench } from "./_report.ts";
-import { createSession, OnnxModel, type OrtSession, tensor } from "../lib/onnx/mod.ts";
-import { buildModel } from "../lib/sae/encoder_graph.ts";
+import { buildModel, OnnxModel } from "../lib/onnx/mod.ts";
+import { createSession, type OrtSession, tensor } from "../lib/ort/mod.ts";
 import { FusedSaeEncoder, type SaeDescription, SaeEncoder } from "../lib/sae/mod.ts";
 
 const TOKENS = 4096;

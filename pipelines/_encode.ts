@@ -10,7 +10,7 @@
  */
 
 import type { OnnxModel } from "../lib/onnx/mod.ts";
-import { openHookSession } from "../lib/onnx/mod.ts";
+import { openHookSession } from "../lib/ort/mod.ts";
 import { canFuse, FusedSaeEncoder, type SaeDescription, SaeEncoder } from "../lib/sae/mod.ts";
 import type { ContextBatch, FeatureBatch } from "../lib/types.ts";
 import { fusedEncode } from "../stages/fused_encode.ts";

@@ -6,7 +6,7 @@
  */
 
 import { attributeSae } from "../lib/dla/mod.ts";
-import type { SessionOptions } from "../lib/onnx/mod.ts";
+import type { SessionOptions } from "../lib/ort/mod.ts";
 import type { DirectLogitAttributeSettings } from "../lib/settings/mod.ts";
 import { ensureModelDoc, resolveModel } from "./_model.ts";
 import { formatDuration, formatRate, type LogFn, runnerProgress, stderrLog } from "./_progress.ts";

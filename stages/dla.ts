@@ -6,13 +6,18 @@
  */
 import { ConfigError } from "../lib/errors.ts";
 import {
-  DlaComputer,
+  attributeSae,
+  checkDecoderWidth,
+  type DlaComputer,
   type FindTailOptions,
+  openDlaComputer,
   type SaeDecoder,
   type UnembeddingTail,
 } from "../lib/dla/mod.ts";
-import type { OnnxModel, SessionOptions } from "../lib/onnx/mod.ts";
+import type { OnnxModel } from "../lib/onnx/mod.ts";
+import type { SessionOptions } from "../lib/ort/mod.ts";
 import type { FeatureRecord } from "../lib/types.ts";
+import { resourceStage } from "./_resource_stage.ts";
 
 /**
  * Options of {@linkcode dla}: the SAE, and either an open `computer` or a `model` for the stage
@@ -53,7 +58,7 @@ export interface DlaStageOptions {
 /**
  * Adds the Direct Logit Attribution of each record's feature (`logits`: top positive and
  * negative tokens, logit histogram), computed from the SAE's decoder row through the model's own
- * final norm and unembedding (see `DlaComputer`). A record that already has `logits` gets them
+ * final norm and unembedding by the DLA driver (`attributeSae`, one run per chunk). A record that already has `logits` gets them
  * replaced, so running the stage twice gives the same records.
  *
  * Streams: records are gathered into chunks of `chunkSize` and run through the model together;
@@ -96,79 +101,47 @@ export function dla(options: DlaStageOptions): TransformStream<FeatureRecord, Fe
   ) {
     throw new ConfigError(`DLA chunk_size must be a positive integer, got ${options.chunkSize}`);
   }
-  const owns = options.ownComputer ?? !options.computer;
-  let computer = options.computer;
   let chunkSize = 0;
   let buffer: FeatureRecord[] = [];
-  let ended = false;
 
-  const release = async () => {
-    if (ended) return;
-    ended = true;
-    buffer = [];
-    if (owns && computer) await computer.release();
-  };
-
-  const run = async (controller: TransformStreamDefaultController<FeatureRecord>) => {
+  // One chunk of records through the DLA driver, emitted in input order.
+  const run = async (
+    computer: DlaComputer,
+    controller: TransformStreamDefaultController<FeatureRecord>,
+  ) => {
     const records = buffer;
     buffer = [];
-    const d = sae.dModel;
-    const rows = new Float32Array(records.length * d);
-    records.forEach((r, i) => {
+    for (const r of records) {
       if (!Number.isInteger(r.index) || r.index < 0 || r.index >= sae.dSae) {
         throw new RangeError(
           `dla(): feature index ${r.index} of ${r.sae_series}/${r.sae_name} is out of range for ` +
             `SAE ${sae.path ?? ""} (d_sae ${sae.dSae})`,
         );
       }
-      rows.set(sae.W_dec.subarray(r.index * d, (r.index + 1) * d), i * d);
+    }
+    const results = attributeSae({
+      sae,
+      model: computer,
+      features: records.map((r) => r.index),
+      chunkSize: records.length,
     });
-    const logits = await computer!.logits(rows);
-    const V = computer!.vocabSize;
-    records.forEach((r, i) => {
-      const [summary] = computer!.summarize(logits.subarray(i * V, (i + 1) * V), r.index);
-      controller.enqueue({ ...r, logits: summary! });
-    });
+    let i = 0;
+    for await (const { logits } of results) controller.enqueue({ ...records[i++]!, logits });
   };
 
-  return new TransformStream<FeatureRecord, FeatureRecord>({
-    async start() {
-      if (!computer) {
-        const opts: Parameters<typeof DlaComputer.create>[1] = { dModel: sae.dModel };
-        if (options.topK !== undefined) opts.topK = options.topK;
-        if (options.center !== undefined) opts.center = options.center;
-        if (options.bins !== undefined) opts.bins = options.bins;
-        if (options.chunkSize !== undefined) opts.chunkSize = options.chunkSize;
-        if (options.vocab !== undefined) opts.vocab = options.vocab;
-        if (options.tail !== undefined) opts.tail = options.tail;
-        if (options.session !== undefined) opts.session = options.session;
-        computer = await DlaComputer.create(options.model!, opts);
-      }
-      if (computer.dModel !== sae.dModel) {
-        await release();
-        throw new ConfigError(
-          `SAE d_model ${sae.dModel} does not match ONNX model ${computer.tail.model.source}: ` +
-            `its residual stream "${computer.tail.residTensor}" has width ${computer.dModel}`,
-        );
-      }
+  return resourceStage<DlaComputer, FeatureRecord, FeatureRecord>({
+    open: () => options.computer ?? openDlaComputer(options.model!, options),
+    own: options.ownComputer ?? !options.computer,
+    start(computer) {
+      checkDecoderWidth(sae, computer);
       chunkSize = options.chunkSize ?? computer.options.chunkSize;
     },
-    async transform(record, controller) {
-      try {
-        buffer.push(record);
-        if (buffer.length >= chunkSize) await run(controller);
-      } catch (e) {
-        await release();
-        throw e;
-      }
+    async transform(computer, record, controller) {
+      buffer.push(record);
+      if (buffer.length >= chunkSize) await run(computer, controller);
     },
-    async flush(controller) {
-      try {
-        if (buffer.length > 0) await run(controller);
-      } finally {
-        await release();
-      }
+    async flush(computer, controller) {
+      if (buffer.length > 0) await run(computer, controller);
     },
-    cancel: release,
   });
 }

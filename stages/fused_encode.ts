@@ -5,7 +5,8 @@
  *
  * @module
  */
-import type { Device, OnnxModel } from "../lib/onnx/mod.ts";
+import type { OnnxModel } from "../lib/onnx/mod.ts";
+import type { Device } from "../lib/ort/mod.ts";
 import {
   FusedSaeEncoder,
   loadSae,
@@ -13,6 +14,7 @@ import {
   type SaeDescription,
 } from "../lib/sae/mod.ts";
 import type { ContextBatch, FeatureBatch } from "../lib/types.ts";
+import { resourceStage } from "./_resource_stage.ts";
 
 export { canFuse, type FuseCheck } from "../lib/sae/mod.ts";
 
@@ -90,23 +92,13 @@ export function fusedEncode(
   if (!options.encoder && !(options.model && options.sae)) {
     throw new TypeError("fusedEncode(): give an encoder, or a model and an sae");
   }
-  const owns = options.ownEncoder ?? !options.encoder;
-  let encoder = options.encoder;
-  let ended = false;
-
-  const release = async () => {
-    if (ended) return;
-    ended = true;
-    if (owns && encoder) await encoder.release();
-  };
-
-  return new TransformStream<ContextBatch, FeatureBatch>({
-    async start() {
-      if (encoder) return;
+  return resourceStage<FusedSaeEncoder, ContextBatch, FeatureBatch>({
+    async open() {
+      if (options.encoder) return options.encoder;
       const sae = typeof options.sae === "string"
         ? await loadSae(options.sae, options.loadOptions)
         : options.sae!;
-      encoder = await FusedSaeEncoder.create(options.model!, sae, options.hookPoint, {
+      return await FusedSaeEncoder.create(options.model!, sae, options.hookPoint, {
         ...(options.device === undefined ? {} : { device: options.device }),
         ...(options.intraOpThreads === undefined ? {} : { intraOpThreads: options.intraOpThreads }),
         ...(options.maxElementsPerRun === undefined
@@ -114,28 +106,22 @@ export function fusedEncode(
           : { maxElementsPerRun: options.maxElementsPerRun }),
       });
     },
-    async transform(batch, controller) {
-      try {
-        const { position, feature, value } = await encoder!.encode(batch);
-        const { batchSize, contextSize, tokens, mask, attention, origins } = batch;
-        controller.enqueue({
-          batchSize,
-          contextSize,
-          tokens,
-          mask,
-          attention,
-          origins,
-          dSae: encoder!.sae.dSae,
-          position,
-          feature,
-          value,
-        });
-      } catch (e) {
-        await release();
-        throw e;
-      }
+    own: options.ownEncoder ?? !options.encoder,
+    async transform(encoder, batch, controller) {
+      const { position, feature, value } = await encoder.encode(batch);
+      const { batchSize, contextSize, tokens, mask, attention, origins } = batch;
+      controller.enqueue({
+        batchSize,
+        contextSize,
+        tokens,
+        mask,
+        attention,
+        origins,
+        dSae: encoder.sae.dSae,
+        position,
+        feature,
+        value,
+      });
     },
-    flush: release,
-    cancel: release,
   });
 }

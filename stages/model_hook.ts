@@ -4,14 +4,15 @@
  * @module
  */
 import { ConfigError } from "../lib/errors.ts";
+import type { OnnxModel } from "../lib/onnx/mod.ts";
 import {
   halfToFloat,
   type HookSession,
   type HookSessionOptions,
-  type OnnxModel,
   openHookSession,
-} from "../lib/onnx/mod.ts";
+} from "../lib/ort/mod.ts";
 import type { ActivationBatch, ContextBatch } from "../lib/types.ts";
+import { resourceStage } from "./_resource_stage.ts";
 
 /**
  * Options of {@linkcode modelHook}: either an open `session`, or a `model` with `hookPoints`
@@ -84,26 +85,19 @@ export function modelHook(
   if (!options.session && !options.hookPoints?.length) {
     throw new TypeError("modelHook(): hookPoints are required with a model");
   }
-  const owns = options.ownSession ?? !options.session;
-  let hs = options.session;
   const hooks: [hook: string, tensor: string][] = [];
   let outputs: string[] = [];
-  let ended = false;
 
-  const release = async () => {
-    if (ended) return;
-    ended = true;
-    if (owns && hs) await hs.release();
-  };
-
-  return new TransformStream<ContextBatch, ActivationBatch>({
-    async start() {
-      hs ??= await openHookSession(options.model!, options.hookPoints!, options.sessionOptions);
+  return resourceStage<HookSession, ContextBatch, ActivationBatch>({
+    open: () =>
+      options.session ??
+        openHookSession(options.model!, options.hookPoints!, options.sessionOptions),
+    own: options.ownSession ?? !options.session,
+    start(hs) {
       const names = options.hookPoints ?? Object.keys(hs.tensors);
       for (const hook of names) {
         const tensor = hs.tensors[hook];
         if (tensor === undefined) {
-          await release();
           throw new ConfigError(
             `modelHook(): hook point "${hook}" is not computed by the given session (it computes ` +
               `${Object.keys(hs.tensors).join(", ")})`,
@@ -113,38 +107,31 @@ export function modelHook(
       }
       outputs = [...new Set(hooks.map(([, t]) => t))];
     },
-    async transform(batch, controller) {
-      try {
-        const { batchSize: B, contextSize: T } = batch;
-        if (batch.tokens.length !== B * T || batch.attention.length !== B * T) {
+    async transform(hs, batch, controller) {
+      const { batchSize: B, contextSize: T } = batch;
+      if (batch.tokens.length !== B * T || batch.attention.length !== B * T) {
+        throw new RangeError(
+          `modelHook(): batch of ${B}×${T} has ${batch.tokens.length} tokens and ` +
+            `${batch.attention.length} attention values`,
+        );
+      }
+      const result = await hs.session.run(hs.feeds(batch), outputs);
+      const activations: Record<string, Float32Array> = {};
+      const dModel: Record<string, number> = {};
+      for (const [hook, name] of hooks) {
+        const t = result[name]!;
+        const d = t.dims[t.dims.length - 1] ?? 0;
+        if (t.dims.length !== 3 || t.dims[0] !== B || t.dims[1] !== T) {
           throw new RangeError(
-            `modelHook(): batch of ${B}×${T} has ${batch.tokens.length} tokens and ` +
-              `${batch.attention.length} attention values`,
+            `modelHook(): hook "${hook}" (${name}) has shape [${t.dims}], expected [${B}, ${T}, d]`,
           );
         }
-        const result = await hs!.session.run(hs!.feeds(batch), outputs);
-        const activations: Record<string, Float32Array> = {};
-        const dModel: Record<string, number> = {};
-        for (const [hook, name] of hooks) {
-          const t = result[name]!;
-          const d = t.dims[t.dims.length - 1] ?? 0;
-          if (t.dims.length !== 3 || t.dims[0] !== B || t.dims[1] !== T) {
-            throw new RangeError(
-              `modelHook(): hook "${hook}" (${name}) has shape [${t.dims}], expected [${B}, ${T}, d]`,
-            );
-          }
-          activations[hook] = t.type === "float16"
-            ? halfToFloat(t.data as Uint16Array)
-            : t.data as Float32Array;
-          dModel[hook] = d;
-        }
-        controller.enqueue({ ...batch, activations, dModel });
-      } catch (e) {
-        await release();
-        throw e;
+        activations[hook] = t.type === "float16"
+          ? halfToFloat(t.data as Uint16Array)
+          : t.data as Float32Array;
+        dModel[hook] = d;
       }
+      controller.enqueue({ ...batch, activations, dModel });
     },
-    flush: release,
-    cancel: release,
   });
 }

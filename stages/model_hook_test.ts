@@ -1,7 +1,8 @@
 import { assert, assertEquals, assertRejects, maxAbsDiff } from "../lib/onnx/_testing.ts";
 import { eventually } from "../lib/_testing.ts";
 import { ConfigError } from "../lib/errors.ts";
-import { OnnxModel, openHookSession } from "../lib/onnx/mod.ts";
+import { OnnxModel } from "../lib/onnx/mod.ts";
+import { openHookSession } from "../lib/ort/mod.ts";
 import type { ActivationBatch, ContextBatch } from "../lib/types.ts";
 import { modelHook } from "./model_hook.ts";
 

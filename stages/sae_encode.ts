@@ -5,7 +5,7 @@
  * @module
  */
 import { ConfigError } from "../lib/errors.ts";
-import type { Device } from "../lib/onnx/mod.ts";
+import type { Device } from "../lib/ort/mod.ts";
 import {
   checkHookWidth,
   loadSae,
@@ -14,6 +14,7 @@ import {
   SaeEncoder,
 } from "../lib/sae/mod.ts";
 import type { ActivationBatch, ContextBatch, FeatureBatch } from "../lib/types.ts";
+import { resourceStage } from "./_resource_stage.ts";
 
 /** Options of {@linkcode saeEncode}: an open `encoder`, or an `sae` for the stage to open one. */
 export interface SaeEncodeOptions {
@@ -86,61 +87,45 @@ export function saeEncode(
   if (!options.encoder && !options.sae) {
     throw new TypeError("saeEncode(): give an encoder or an sae");
   }
-  const owns = options.ownEncoder ?? !options.encoder;
-  let encoder = options.encoder;
   let hook = "";
-  let ended = false;
 
-  const release = async () => {
-    if (ended) return;
-    ended = true;
-    if (owns && encoder) await encoder.release();
-  };
-
-  return new TransformStream<ActivationBatch, FeatureBatch>({
-    async start() {
-      if (!encoder) {
-        const sae = typeof options.sae === "string"
-          ? await loadSae(options.sae, options.loadOptions)
-          : options.sae!;
-        encoder = await SaeEncoder.create(sae, {
-          ...(options.device === undefined ? {} : { device: options.device }),
-          ...(options.intraOpThreads === undefined
-            ? {}
-            : { intraOpThreads: options.intraOpThreads }),
-          ...(options.maxElementsPerRun === undefined
-            ? {}
-            : { maxElementsPerRun: options.maxElementsPerRun }),
-        });
-      }
+  return resourceStage<SaeEncoder, ActivationBatch, FeatureBatch>({
+    async open() {
+      if (options.encoder) return options.encoder;
+      const sae = typeof options.sae === "string"
+        ? await loadSae(options.sae, options.loadOptions)
+        : options.sae!;
+      return await SaeEncoder.create(sae, {
+        ...(options.device === undefined ? {} : { device: options.device }),
+        ...(options.intraOpThreads === undefined ? {} : { intraOpThreads: options.intraOpThreads }),
+        ...(options.maxElementsPerRun === undefined
+          ? {}
+          : { maxElementsPerRun: options.maxElementsPerRun }),
+      });
+    },
+    own: options.ownEncoder ?? !options.encoder,
+    start(encoder) {
       hook = options.hookPoint ?? encoder.sae.hookPointIn;
     },
-    async transform(batch, controller) {
-      try {
-        const n = batch.batchSize * batch.contextSize;
-        const acts = batch.activations[hook];
-        if (acts === undefined) {
-          throw new ConfigError(
-            `saeEncode(): the batch has no activations for hook point "${hook}" (it has ${
-              Object.keys(batch.activations).join(", ") || "none"
-            })`,
-          );
-        }
-        checkHookWidth(encoder!.sae, batch.dModel[hook] ?? acts.length / Math.max(n, 1), hook);
-        const { position, feature, value } = await encoder!.encode(acts, n, batch.mask);
-        controller.enqueue({
-          ...contextOf(batch),
-          dSae: encoder!.sae.dSae,
-          position,
-          feature,
-          value,
-        });
-      } catch (e) {
-        await release();
-        throw e;
+    async transform(encoder, batch, controller) {
+      const n = batch.batchSize * batch.contextSize;
+      const acts = batch.activations[hook];
+      if (acts === undefined) {
+        throw new ConfigError(
+          `saeEncode(): the batch has no activations for hook point "${hook}" (it has ${
+            Object.keys(batch.activations).join(", ") || "none"
+          })`,
+        );
       }
+      checkHookWidth(encoder.sae, batch.dModel[hook] ?? acts.length / Math.max(n, 1), hook);
+      const { position, feature, value } = await encoder.encode(acts, n, batch.mask);
+      controller.enqueue({
+        ...contextOf(batch),
+        dSae: encoder.sae.dSae,
+        position,
+        feature,
+        value,
+      });
     },
-    flush: release,
-    cancel: release,
   });
 }

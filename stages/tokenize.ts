@@ -6,8 +6,7 @@
 
 import { ConfigError } from "../lib/errors.ts";
 import type { ContextBatch, ContextOrigin, TextRecord } from "../lib/types.ts";
-import { Tokenizer } from "@huggingface/tokenizers";
-import { type LoadedTokenizer, loadTokenizer, specialTokenIds } from "../lib/data/mod.ts";
+import { type Tokenizer, type TokenizerSource, toLoadedTokenizer } from "../lib/data/mod.ts";
 
 /** Options of {@linkcode tokenize}. `tokenizer`, `contextSize` and `batchSize` are required. */
 export interface TokenizeOptions {
@@ -15,7 +14,7 @@ export interface TokenizeOptions {
    * A loaded `@huggingface/tokenizers` `Tokenizer`, a {@linkcode LoadedTokenizer}, or the path of
    * a folder with `tokenizer.json` + `tokenizer_config.json` (or of the `tokenizer.json` itself).
    */
-  tokenizer: Tokenizer | LoadedTokenizer | string;
+  tokenizer: TokenizerSource;
   /** Tokens per context `T` (the seed's `context_size`), BOS included. */
   contextSize: number;
   /** Contexts per batch `B`. The last batch may be smaller. */
@@ -46,18 +45,7 @@ interface Resolved {
 }
 
 async function resolveTokenizer(options: TokenizeOptions): Promise<Resolved> {
-  let loaded: LoadedTokenizer;
-  if (typeof options.tokenizer === "string") loaded = await loadTokenizer(options.tokenizer);
-  else if (options.tokenizer instanceof Tokenizer) {
-    // The config the Tokenizer was built with holds bos_token/eos_token/pad_token.
-    const config = (options.tokenizer as unknown as { config?: Record<string, unknown> }).config;
-    loaded = {
-      tokenizer: options.tokenizer,
-      path: "(tokenizer object)",
-      ...specialTokenIds(options.tokenizer, config ?? {}),
-      byteLevel: false,
-    };
-  } else loaded = options.tokenizer;
+  const loaded = await toLoadedTokenizer(options.tokenizer);
   const prependBos = options.prependBos ?? true;
   const bos = options.bosTokenId ?? loaded.bosTokenId;
   const eos = options.eosTokenId ?? loaded.eosTokenId;

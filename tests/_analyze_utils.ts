@@ -14,7 +14,7 @@
 
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { buildModel } from "../lib/sae/encoder_graph.ts";
+import { buildModel } from "../lib/onnx/mod.ts";
 import { parseSafetensors, writeSafetensors } from "../lib/safetensors/mod.ts";
 import { hashContext, priorityKey } from "../lib/analysis/_hash.ts";
 import type { ContextOrigin, FeatureAnalysis, Sample } from "../lib/types.ts";

@@ -29,7 +29,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { loadTokenizer } from "../lib/data/mod.ts";
-import { openHookSession } from "../lib/onnx/mod.ts";
+import { openHookSession } from "../lib/ort/mod.ts";
 import { encodeReference, loadSae } from "../lib/sae/mod.ts";
 import { parseSettings } from "../lib/settings/mod.ts";
 import { openStore } from "../lib/store/mod.ts";

@@ -9,8 +9,8 @@
  */
 
 import { isAbsolute, join, resolve } from "node:path";
-import { parse, TomlError } from "smol-toml";
 import { ConfigError } from "../errors.ts";
+import { readSettingsFile } from "../settings/mod.ts";
 import { type OpenStoreOptions, SQLITE_FILE_NAME } from "../store/mod.ts";
 
 /** Store options as given on the command line. */
@@ -36,7 +36,7 @@ export const DEFAULT_OUTPUT_DIR = "analysis_results";
  * @param flags the command-line flags.
  * @param env the environment (`MONGO_URI`, `MONGO_DB`); default: the process environment.
  * @returns where the store is.
- * @throws {ConfigError} when the config file cannot be read or parsed.
+ * @throws {ConfigError} when the config file cannot be read or parsed (as `loadSettings` says it).
  * @example
  * ```ts
  * import { resolveStoreLocation } from "./store_location.ts";
@@ -59,22 +59,7 @@ export async function resolveStoreLocation(
   if (flags.mongoUri) return { mongo: mongo(flags.mongoUri, mongoDb) };
   if (flags.outputDir) return { outputDir: resolve(flags.outputDir) };
   if (flags.config) {
-    let text: string;
-    try {
-      text = await Deno.readTextFile(flags.config);
-    } catch (error) {
-      throw new ConfigError(`${flags.config}: cannot read settings file`, { cause: error });
-    }
-    let doc: Record<string, unknown>;
-    try {
-      doc = parse(text) as Record<string, unknown>;
-    } catch (error) {
-      if (error instanceof TomlError) {
-        const msg = error.message.split("\n")[0];
-        throw new ConfigError(`${flags.config}:${error.line}:${error.column}: ${msg}`);
-      }
-      throw error;
-    }
+    const doc = await readSettingsFile(flags.config);
     const table = doc.mongo as Record<string, unknown> | undefined;
     if (table && typeof table === "object") {
       const uri = typeof table.mongo_uri === "string"

@@ -17,5 +17,8 @@ export {
   type LoadedTokenizer,
   loadTokenizer,
   specialTokenIds,
+  type Tokenizer,
+  type TokenizerSource,
+  toLoadedTokenizer,
   vocabDisplayStrings,
 } from "./tokenizer.ts";

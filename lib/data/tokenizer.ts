@@ -1,6 +1,7 @@
 /**
  * Loading a Hugging Face tokenizer (`tokenizer.json` + `tokenizer_config.json`) with
  * `@huggingface/tokenizers`, its special token ids, and the display string of every token id.
+ * The only module that imports `@huggingface/tokenizers`.
  *
  * @module
  */
@@ -8,6 +9,15 @@
 import { Tokenizer } from "@huggingface/tokenizers";
 import { dirname, join } from "node:path";
 import { ConfigError } from "../errors.ts";
+
+/** The `@huggingface/tokenizers` tokenizer (get one with {@linkcode loadTokenizer}). */
+export type { Tokenizer };
+
+/**
+ * A tokenizer as callers hand it over: a `@huggingface/tokenizers` `Tokenizer`, a
+ * {@linkcode LoadedTokenizer}, or the path of a folder with `tokenizer.json` (or of the file).
+ */
+export type TokenizerSource = Tokenizer | LoadedTokenizer | string;
 
 /** A tokenizer with the special token ids its config names. */
 export interface LoadedTokenizer {
@@ -147,6 +157,38 @@ export async function loadTokenizer(path: string): Promise<LoadedTokenizer> {
     path: file,
     ...specialTokenIds(tokenizer, config),
     byteLevel: isByteLevel(json.decoder),
+  };
+}
+
+/**
+ * A {@linkcode LoadedTokenizer} from any {@linkcode TokenizerSource}: a path is loaded with
+ * {@linkcode loadTokenizer}; a bare `Tokenizer` gets the special token ids of the config it was
+ * built with (byte-level detected from its decoder); a `LoadedTokenizer` is returned as it is.
+ *
+ * @param source The tokenizer, loaded or not.
+ * @returns The tokenizer and its special token ids.
+ * @throws {ConfigError} When a path cannot be loaded (see {@linkcode loadTokenizer}).
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { loadTokenizer, toLoadedTokenizer } from "./tokenizer.ts";
+ * const loaded = await loadTokenizer(new URL("../../fixtures/tiny-neox", import.meta.url).pathname);
+ * assert.equal(await toLoadedTokenizer(loaded), loaded);
+ * const bare = await toLoadedTokenizer(loaded.tokenizer);
+ * assert.equal(bare.path, "(tokenizer object)");
+ * assert.equal(bare.eosTokenId, loaded.eosTokenId);
+ * ```
+ */
+export async function toLoadedTokenizer(source: TokenizerSource): Promise<LoadedTokenizer> {
+  if (typeof source === "string") return await loadTokenizer(source);
+  if (!(source instanceof Tokenizer)) return source;
+  // The config the Tokenizer was built with holds bos_token/eos_token/pad_token.
+  const config = (source as unknown as { config?: Record<string, unknown> }).config;
+  return {
+    tokenizer: source,
+    path: "(tokenizer object)",
+    ...specialTokenIds(source, config ?? {}),
+    byteLevel: isByteLevel(source.decoder),
   };
 }
 

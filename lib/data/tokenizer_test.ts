@@ -2,7 +2,6 @@ import { deepStrictEqual as assertEquals, ok as assert } from "node:assert/stric
 import { join } from "node:path";
 import { assertRejects, test } from "../_testing.ts";
 import { ConfigError } from "../errors.ts";
-import { Tokenizer } from "@huggingface/tokenizers";
 import { displayBytes, loadTokenizer, vocabDisplayStrings } from "./tokenizer.ts";
 
 const TINY = new URL("../../fixtures/tiny-neox/", import.meta.url).pathname;
@@ -10,7 +9,7 @@ const TINY = new URL("../../fixtures/tiny-neox/", import.meta.url).pathname;
 test("loadTokenizer() reads a folder or a tokenizer.json path and finds Pythia's special ids", async () => {
   for (const path of [TINY, join(TINY, "tokenizer.json")]) {
     const tok = await loadTokenizer(path);
-    assert(tok.tokenizer instanceof Tokenizer);
+    assertEquals(tok.tokenizer.token_to_id("<|endoftext|>"), 0);
     assertEquals(tok.path, join(TINY, "tokenizer.json"));
     assertEquals([tok.bosTokenId, tok.eosTokenId, tok.padTokenId], [0, 0, undefined]);
     assert(tok.byteLevel);

@@ -6,7 +6,7 @@
  *
  * @module
  */
-import onnxProto from "onnx-proto";
+import { onnx } from "../onnx/_proto.ts";
 import { makeNode, makeTensor, type NodeSpec, OnnxModel } from "../onnx/mod.ts";
 import { SafetensorsFile, writeSafetensors } from "../safetensors/mod.ts";
 import { mulberry32 as prng } from "../_random.ts";
@@ -14,8 +14,6 @@ import { mulberry32 as prng } from "../_random.ts";
 /** Mulberry32 seeded PRNG (the project's one, from lib/_random.ts). */
 export { prng };
 export { assert, assertEquals, assertRejects, assertThrows, maxAbsDiff } from "../onnx/_testing.ts";
-
-const onnx = onnxProto.onnx;
 
 /** `n` seeded values uniform in [lo, hi). */
 export function uniform(seed: number, n: number, lo = -1, hi = 1): Float32Array {

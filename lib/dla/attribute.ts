@@ -1,10 +1,13 @@
 /**
- * DLA over a whole SAE (every decoder row), chunk by chunk: the runner's building block.
+ * The DLA driver: decoder rows of an SAE (all, or the features asked for) through a
+ * {@linkcode DlaComputer}, chunk by chunk. The `dla` runner runs it over a whole SAE; the `dla()`
+ * stage runs it on each chunk of records.
  *
  * @module
  */
 import { ConfigError } from "../errors.ts";
-import type { OnnxModel, SessionOptions } from "../onnx/mod.ts";
+import type { OnnxModel } from "../onnx/mod.ts";
+import type { SessionOptions } from "../ort/mod.ts";
 import type { FeatureLogits } from "../types.ts";
 import { DlaComputer, type DlaOptions } from "./computer.ts";
 import type { FindTailOptions, UnembeddingTail } from "./tail.ts";
@@ -33,7 +36,10 @@ export interface AttributeSaeOptions {
   center?: boolean;
   /** Histogram bins. Default 50. */
   bins?: number;
-  /** Rows per ONNX Runtime run. Default: 64 MiB of logits per chunk. */
+  /**
+   * Rows per ONNX Runtime run, also with an open computer. Default: the computer's chunk size
+   * (64 MiB of logits).
+   */
   chunkSize?: number;
   /** Token display strings by id. */
   vocab?: readonly string[];
@@ -99,20 +105,16 @@ export async function* attributeSae(options: AttributeSaeOptions): AsyncGenerato
       }
     }
   }
+  if (options.chunkSize !== undefined) checkChunkSize(options.chunkSize);
   const owned = !(options.model instanceof DlaComputer);
   const computer = options.model instanceof DlaComputer
     ? options.model
-    : await DlaComputer.create(options.model, dlaOptions(options));
+    : await openDlaComputer(options.model, options);
   let pending: Promise<Float32Array> | null = null;
   try {
-    if (computer.dModel !== sae.dModel) {
-      throw new ConfigError(
-        `SAE d_model ${sae.dModel} does not match ONNX model ${computer.tail.model.source}: its ` +
-          `residual stream "${computer.tail.residTensor}" has width ${computer.dModel}`,
-      );
-    }
+    checkDecoderWidth(sae, computer);
     const total = features ? features.length : sae.dSae;
-    const size = computer.options.chunkSize;
+    const size = options.chunkSize ?? computer.options.chunkSize;
     const d = sae.dModel;
     const rowsOf = (start: number, end: number): Float32Array => {
       if (!features) return sae.W_dec.subarray(start * d, end * d);
@@ -147,7 +149,32 @@ export async function* attributeSae(options: AttributeSaeOptions): AsyncGenerato
   }
 }
 
-function dlaOptions(options: AttributeSaeOptions): DlaOptions {
+/**
+ * Opens a {@linkcode DlaComputer} for an SAE's decoder rows with the DLA settings (the SAE's
+ * d_model is checked against the model's residual stream). Release it.
+ *
+ * @param model The language model (`OnnxModel` or `.onnx` path), or its tail.
+ * @param options The SAE and the DLA settings (`topK`, `center`, `bins`, `chunkSize`, `vocab`,
+ *   `tail`, `session`).
+ * @returns The computer.
+ * @throws {ConfigError} for an SAE whose d_model differs from the model's, a model without a
+ *   findable tail, or `topK` larger than the vocabulary.
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { openDlaComputer } from "./attribute.ts";
+ * const sae = { W_dec: new Float32Array(64), dModel: 64, dSae: 1 };
+ * await using computer = await openDlaComputer(
+ *   new URL("../../fixtures/tiny-neox/model.onnx", import.meta.url).pathname,
+ *   { sae, topK: 3, session: { intraOpThreads: 1 } },
+ * );
+ * assert.equal(computer.options.topK, 3);
+ * ```
+ */
+export function openDlaComputer(
+  model: OnnxModel | string | UnembeddingTail,
+  options: Omit<AttributeSaeOptions, "model" | "features">,
+): Promise<DlaComputer> {
   const out: DlaOptions = { dModel: options.sae.dModel };
   if (options.topK !== undefined) out.topK = options.topK;
   if (options.center !== undefined) out.center = options.center;
@@ -156,5 +183,43 @@ function dlaOptions(options: AttributeSaeOptions): DlaOptions {
   if (options.vocab !== undefined) out.vocab = options.vocab;
   if (options.tail !== undefined) out.tail = options.tail;
   if (options.session !== undefined) out.session = options.session;
-  return out;
+  return DlaComputer.create(model, out);
+}
+
+/**
+ * Checks that a computer takes rows of an SAE's width (its residual stream has the SAE's
+ * d_model).
+ *
+ * @param sae The SAE (its decoder).
+ * @param computer An open computer.
+ * @throws {ConfigError} naming both widths when they differ.
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { checkDecoderWidth, DlaComputer } from "./mod.ts";
+ * import { ConfigError } from "../errors.ts";
+ * await using computer = await DlaComputer.create(
+ *   new URL("../../fixtures/tiny-neox/model.onnx", import.meta.url).pathname,
+ *   { session: { intraOpThreads: 1 } },
+ * );
+ * checkDecoderWidth({ W_dec: new Float32Array(64), dModel: 64, dSae: 1 }, computer);
+ * assert.throws(
+ *   () => checkDecoderWidth({ W_dec: new Float32Array(48), dModel: 48, dSae: 1 }, computer),
+ *   ConfigError,
+ * );
+ * ```
+ */
+export function checkDecoderWidth(sae: SaeDecoder, computer: DlaComputer): void {
+  if (computer.dModel !== sae.dModel) {
+    throw new ConfigError(
+      `SAE d_model ${sae.dModel} does not match ONNX model ${computer.tail.model.source}: its ` +
+        `residual stream "${computer.tail.residTensor}" has width ${computer.dModel}`,
+    );
+  }
+}
+
+function checkChunkSize(chunkSize: number): void {
+  if (!Number.isInteger(chunkSize) || chunkSize < 1) {
+    throw new ConfigError(`DLA chunk_size must be a positive integer, got ${chunkSize}`);
+  }
 }

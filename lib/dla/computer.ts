@@ -20,16 +20,16 @@
  * @module
  */
 import { ConfigError } from "../errors.ts";
+import { OnnxModel } from "../onnx/mod.ts";
 import {
   createSession,
   halfToFloat,
-  OnnxModel,
   type OrtSession,
   type SessionOptions,
   type Tensor,
   tensor,
   type TensorType,
-} from "../onnx/mod.ts";
+} from "../ort/mod.ts";
 import type { FeatureLogits } from "../types.ts";
 import { floatToHalf } from "./_half.ts";
 import { summarizeRow } from "./_summarize.ts";

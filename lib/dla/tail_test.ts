@@ -1,4 +1,4 @@
-import onnxProto from "onnx-proto";
+import { onnx } from "../onnx/_proto.ts";
 import { ConfigError } from "../errors.ts";
 import { listHookPoints, OnnxModel } from "../onnx/mod.ts";
 import { assert, assertEquals, assertThrows, buildTail, fixtureDir } from "./_testing.ts";
@@ -33,12 +33,12 @@ Deno.test("findUnembeddingTail() reads a decomposed RMSNorm with tied embeddings
 
 Deno.test("findUnembeddingTail() falls back to the last block's hook_resid_post", () => {
   // tiny-neox with its final norm node renamed out of its scope.
-  const proto = onnxProto.onnx.ModelProto.decode(neox.toBytes());
+  const proto = onnx.ModelProto.decode(neox.toBytes());
   const node = proto.graph!.node!.find((n) =>
     n.name === "/gpt_neox/final_layer_norm/LayerNormalization"
   )!;
   node.name = "/gpt_neox/LayerNormalization_9";
-  const renamed = OnnxModel.fromBytes(onnxProto.onnx.ModelProto.encode(proto).finish());
+  const renamed = OnnxModel.fromBytes(onnx.ModelProto.encode(proto).finish());
   const tail = findUnembeddingTail(renamed);
   assertEquals(tail.residTensor, "/gpt_neox/layers.3/Add_1_output_0");
   assertEquals(tail.foundBy, "blocks.3.hook_resid_post");

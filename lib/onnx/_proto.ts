@@ -1,6 +1,7 @@
 /**
  * The ONNX protobuf codec: the static protobufjs code of `npm:onnx-proto` (ONNX 1.10 schema,
- * IR version 8), plus small helpers for its 64-bit integers.
+ * IR version 8), plus small helpers for its 64-bit integers. The only module that imports
+ * `onnx-proto`: the rest of saeflow, tests included, goes through it.
  *
  * Fields that ONNX added after 1.10 (`metadata_props` on nodes and values, `NodeProto.overload`,
  * `ModelProto.configuration`) are unknown to this schema: they are skipped when a model is read

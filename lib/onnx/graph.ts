@@ -739,6 +739,84 @@ export class OnnxModel {
   }
 }
 
+/** A graph input or output of {@linkcode buildModel}. */
+export interface GraphValue {
+  /** Tensor name. */
+  name: string;
+  /** `float32`, `float16`, `int64`, `int32`, `uint8` or `bool`. */
+  elemType: string;
+  /** Dimensions; strings are symbolic. */
+  dims: (number | string)[];
+}
+
+const ELEM_CODES: Record<string, number> = {
+  float32: 1,
+  uint8: 2,
+  int32: 6,
+  int64: 7,
+  bool: 9,
+  float16: 10,
+};
+
+/**
+ * Serializes a new single-graph ONNX model (IR 8) from plain nodes and initializers. `OnnxModel`
+ * edits existing models only; this makes the standalone encoder graph and benchmark graphs.
+ *
+ * @param parts nodes in topological order, initializers, graph inputs and outputs, opset
+ * @returns the model bytes
+ * @throws {TypeError} for an element type it does not know
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { buildModel, OnnxModel } from "./graph.ts";
+ * const bytes = buildModel({
+ *   nodes: [{ opType: "Relu", inputs: ["x"], outputs: ["y"] }],
+ *   initializers: [],
+ *   inputs: [{ name: "x", elemType: "float32", dims: ["n"] }],
+ *   outputs: [{ name: "y", elemType: "float32", dims: ["n"] }],
+ * });
+ * assert.deepEqual(OnnxModel.fromBytes(bytes).outputs.map((o) => o.name), ["y"]);
+ * ```
+ */
+export function buildModel(parts: {
+  nodes: NodeSpec[];
+  initializers: InitializerSpec[];
+  inputs: GraphValue[];
+  outputs: GraphValue[];
+  opset?: number;
+  name?: string;
+}): Uint8Array {
+  const valueInfo = (v: GraphValue) => {
+    const elemType = ELEM_CODES[v.elemType];
+    if (elemType === undefined) throw new TypeError(`Unknown element type "${v.elemType}"`);
+    return onnx.ValueInfoProto.fromObject({
+      name: v.name,
+      type: {
+        tensorType: {
+          elemType,
+          shape: {
+            dim: v.dims.map((d) => (typeof d === "number" ? { dimValue: d } : { dimParam: d })),
+          },
+        },
+      },
+    });
+  };
+  const graph = onnx.GraphProto.fromObject({ name: parts.name ?? "saeflow" });
+  graph.node = parts.nodes.map((n, i) => makeNode(n, `_${i}`)) as InstanceType<
+    typeof onnx.NodeProto
+  >[];
+  graph.initializer = parts.initializers.map(makeTensor) as InstanceType<typeof onnx.TensorProto>[];
+  graph.input = parts.inputs.map(valueInfo);
+  graph.output = parts.outputs.map(valueInfo);
+  const model = onnx.ModelProto.fromObject({
+    irVersion: 8,
+    producerName: "saeflow",
+    opsetImport: [{ domain: "", version: parts.opset ?? 17 }],
+  });
+  model.graph = graph;
+  return onnx.ModelProto.encode(model).finish();
+}
+
 /**
  * Builds a `NodeProto` from a plain description.
  *

@@ -3,8 +3,7 @@ import { join } from "node:path";
 import { ConfigError } from "../errors.ts";
 import { onnx } from "./_proto.ts";
 import { OnnxModel } from "./graph.ts";
-import { createSession, type Tensor, tensor } from "./session.ts";
-import { feedBuilder } from "./feeds.ts";
+import { createSession, feedBuilder, type Tensor, tensor } from "../ort/mod.ts";
 
 const NEOX = new URL("../../fixtures/tiny-neox/model.onnx", import.meta.url).pathname;
 const POST1 = "/gpt_neox/layers.1/Add_1_output_0";

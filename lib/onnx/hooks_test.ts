@@ -1,10 +1,9 @@
 import { assert, assertEquals, assertRejects, assertThrows, maxAbsDiff } from "./_testing.ts";
-import onnxProto from "onnx-proto";
+import { onnx } from "./_proto.ts";
 import { ConfigError } from "../errors.ts";
 import { makeNode, makeTensor, type NodeSpec, OnnxModel } from "./graph.ts";
 import { listHookPoints, resolveHooks, summarizeHooks } from "./hooks.ts";
-import { openHookSession } from "./hook_session.ts";
-import { formatInspect, inspectModel } from "./inspect.ts";
+import { formatInspect, inspectModel, openHookSession } from "../ort/mod.ts";
 
 const FIXTURES = new URL("../../fixtures/", import.meta.url).pathname;
 
@@ -218,7 +217,7 @@ for (const name of ["tiny-gpt2", "tiny-llama"]) {
  * norm's scope and the mid stream through an Identity in the second norm's scope.
  */
 function castBlock(castTo: "float32" | "float16"): OnnxModel {
-  const T = onnxProto.onnx.TensorProto.DataType;
+  const T = onnx.TensorProto.DataType;
   const nodes: NodeSpec[] = [
     { opType: "Mul", name: "/m/embed/Mul", inputs: ["x", "w"], outputs: ["e"] },
     {
@@ -256,7 +255,7 @@ function castBlock(castTo: "float32" | "float16"): OnnxModel {
     name,
     type: { tensorType: { elemType: T.FLOAT, shape: { dim: [{ dimValue: 4 }] } } },
   });
-  const proto = onnxProto.onnx.ModelProto.fromObject({
+  const proto = onnx.ModelProto.fromObject({
     irVersion: 8,
     opsetImport: [{ domain: "", version: 17 }],
     graph: {
@@ -267,7 +266,7 @@ function castBlock(castTo: "float32" | "float16"): OnnxModel {
       output: [info("post")],
     },
   });
-  return OnnxModel.fromBytes(onnxProto.onnx.ModelProto.encode(proto).finish());
+  return OnnxModel.fromBytes(onnx.ModelProto.encode(proto).finish());
 }
 
 Deno.test("listHookPoints() looks through Identity and same-type Casts, not through rounding Casts", async (t) => {

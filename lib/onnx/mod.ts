@@ -1,13 +1,9 @@
 /**
- * ONNX models: the graph codec and editor, hook-point resolution, ONNX Runtime sessions, model
- * folders and model inspection.
+ * ONNX models as data: the graph codec and editor, hook-point resolution and model folders. Pure
+ * code: importing it loads no native addon (ONNX Runtime is `lib/ort/mod.ts`).
  *
  * @module
  */
 export * from "./graph.ts";
 export * from "./hooks.ts";
-export * from "./session.ts";
-export * from "./feeds.ts";
-export * from "./hook_session.ts";
 export * from "./model_dir.ts";
-export * from "./inspect.ts";

@@ -9,8 +9,7 @@ import { join } from "node:path";
 import { assert, assertEquals, maxAbsDiff } from "./_testing.ts";
 import { OnnxModel } from "./graph.ts";
 import { listHookPoints, resolveHooks } from "./hooks.ts";
-import { openHookSession } from "./hook_session.ts";
-import { formatInspect, inspectModel } from "./inspect.ts";
+import { formatInspect, inspectModel, openHookSession } from "../ort/mod.ts";
 import { loadModelDir, maxContextSize } from "./model_dir.ts";
 
 const DIR = new URL("../../fixtures/optimum-gpt2", import.meta.url).pathname;

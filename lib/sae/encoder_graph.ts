@@ -34,11 +34,8 @@
  * @module
  */
 
-import onnxProto from "onnx-proto";
-import { type InitializerSpec, makeNode, makeTensor, type NodeSpec } from "../onnx/mod.ts";
+import type { InitializerSpec, NodeSpec } from "../onnx/mod.ts";
 import type { SaeDescription } from "./sae.ts";
-
-const onnx = onnxProto.onnx;
 
 /** Features per block of the two-level sparse extraction. */
 export const ENCODER_BLOCK = 16;
@@ -303,79 +300,4 @@ export function encoderNodes(sae: SaeDescription, options: EncoderNodesOptions):
     }
     return { tok, feat, value };
   }
-}
-
-/** A graph input or output of {@linkcode buildModel}. */
-export interface GraphValue {
-  /** Tensor name. */
-  name: string;
-  /** `float32`, `float16`, `int64`, `int32`, `uint8` or `bool`. */
-  elemType: string;
-  /** Dimensions; strings are symbolic. */
-  dims: (number | string)[];
-}
-
-const ELEM_CODES: Record<string, number> = {
-  float32: 1,
-  uint8: 2,
-  int32: 6,
-  int64: 7,
-  bool: 9,
-  float16: 10,
-};
-
-/**
- * Serializes a new single-graph ONNX model (IR 8) from plain nodes and initializers. `OnnxModel`
- * edits existing models only; this makes the standalone encoder graph and benchmark graphs.
- *
- * @param parts nodes in topological order, initializers, graph inputs and outputs, opset
- * @returns the model bytes
- * @throws {TypeError} for an element type it does not know
- * @example
- * ```ts
- * import { buildModel } from "./encoder_graph.ts";
- * const bytes = buildModel({
- *   nodes: [{ opType: "Relu", inputs: ["x"], outputs: ["y"] }],
- *   initializers: [],
- *   inputs: [{ name: "x", elemType: "float32", dims: ["n"] }],
- *   outputs: [{ name: "y", elemType: "float32", dims: ["n"] }],
- * });
- * console.assert(bytes.length > 0);
- * ```
- */
-export function buildModel(parts: {
-  nodes: NodeSpec[];
-  initializers: InitializerSpec[];
-  inputs: GraphValue[];
-  outputs: GraphValue[];
-  opset?: number;
-  name?: string;
-}): Uint8Array {
-  const valueInfo = (v: GraphValue) => {
-    const elemType = ELEM_CODES[v.elemType];
-    if (elemType === undefined) throw new TypeError(`Unknown element type "${v.elemType}"`);
-    return onnx.ValueInfoProto.fromObject({
-      name: v.name,
-      type: {
-        tensorType: {
-          elemType,
-          shape: {
-            dim: v.dims.map((d) => (typeof d === "number" ? { dimValue: d } : { dimParam: d })),
-          },
-        },
-      },
-    });
-  };
-  const graph = onnx.GraphProto.fromObject({ name: parts.name ?? "saeflow" });
-  graph.node = parts.nodes.map((n, i) => makeNode(n, `_${i}`)) as onnxProto.onnx.NodeProto[];
-  graph.initializer = parts.initializers.map(makeTensor) as onnxProto.onnx.TensorProto[];
-  graph.input = parts.inputs.map(valueInfo);
-  graph.output = parts.outputs.map(valueInfo);
-  const model = onnx.ModelProto.fromObject({
-    irVersion: 8,
-    producerName: "saeflow",
-    opsetImport: [{ domain: "", version: parts.opset ?? 17 }],
-  });
-  model.graph = graph;
-  return onnx.ModelProto.encode(model).finish();
 }

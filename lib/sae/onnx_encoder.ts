@@ -12,20 +12,18 @@
  */
 
 import { ConfigError } from "../errors.ts";
+import { buildModel, loadModelDir, OnnxModel, resolveHooks } from "../onnx/mod.ts";
 import {
   createSession,
   type Device,
   type FeedBuilder,
   feedBuilder,
-  loadModelDir,
-  OnnxModel,
   type OrtSession,
-  resolveHooks,
   type SessionOptions,
   type Tensor,
   tensor,
-} from "../onnx/mod.ts";
-import { buildModel, ENCODER_BLOCK, encoderNodes, MIN_ENCODER_OPSET } from "./encoder_graph.ts";
+} from "../ort/mod.ts";
+import { ENCODER_BLOCK, encoderNodes, MIN_ENCODER_OPSET } from "./encoder_graph.ts";
 import type { SparseActivations } from "./reference.ts";
 import { checkHookWidth, type SaeDescription } from "./sae.ts";
 

@@ -1,6 +1,7 @@
 import { join } from "node:path";
 import { ConfigError } from "../errors.ts";
-import { OnnxModel, openHookSession } from "../onnx/mod.ts";
+import { OnnxModel } from "../onnx/mod.ts";
+import { openHookSession } from "../ort/mod.ts";
 import {
   assert,
   assertEquals,

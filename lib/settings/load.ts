@@ -112,9 +112,37 @@ export async function loadSettings<K extends SettingsKind>(
   kind: K,
   options: LoadSettingsOptions = {},
 ): Promise<SettingsByKind[K]> {
-  let text: string;
+  return parseSettings(await readSettingsText(file), file, kind, options);
+}
+
+/**
+ * Reads a TOML settings file as it is written: the parsed document, no schema applied, no
+ * default, override or environment variable filled in. For callers that need a table or two of
+ * any runner's settings (the commands that only open the store read `[mongo]` and `output_dir`).
+ *
+ * @param file the settings file, as the user named it (used as is in messages).
+ * @returns the TOML document.
+ * @throws {ConfigError} when the file cannot be read or is not valid TOML, with the same
+ *   messages as {@link loadSettings}.
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { readSettingsFile } from "./load.ts";
+ * const file = await Deno.makeTempFile({ suffix: ".toml" });
+ * await Deno.writeTextFile(file, 'output_dir = "out"\n[mongo]\nmongo_db = "x"\n');
+ * const doc = await readSettingsFile(file);
+ * assert.equal(doc.output_dir, "out");
+ * assert.equal((doc.mongo as Record<string, unknown>).mongo_db, "x");
+ * await Deno.remove(file);
+ * ```
+ */
+export async function readSettingsFile(file: string): Promise<Record<string, unknown>> {
+  return parseTomlDocument(await readSettingsText(file), file);
+}
+
+async function readSettingsText(file: string): Promise<string> {
   try {
-    text = await Deno.readTextFile(file);
+    return await Deno.readTextFile(file);
   } catch (error) {
     const reason = error instanceof Deno.errors.NotFound
       ? "settings file not found"
@@ -123,7 +151,20 @@ export async function loadSettings<K extends SettingsKind>(
       : `cannot read settings file (${error instanceof Error ? error.message : String(error)})`;
     throw new ConfigError(`${file}: ${reason}`, { cause: error });
   }
-  return parseSettings(text, file, kind, options);
+}
+
+function parseTomlDocument(text: string, fileName: string): Record<string, unknown> {
+  try {
+    return parseToml(text) as Record<string, unknown>;
+  } catch (error) {
+    if (error instanceof TomlError) {
+      const message = (error.message.split("\n")[0] ?? "").replace(/^Invalid TOML document: /, "");
+      throw new ConfigError(`${fileName}:${error.line}:${error.column}: ${message}`, {
+        cause: error,
+      });
+    }
+    throw error;
+  }
 }
 
 /**
@@ -160,18 +201,7 @@ export function parseSettings<K extends SettingsKind>(
   const env = (name: string) => options.env !== undefined ? options.env[name] : readEnv(name);
   const baseDir = options.baseDir ?? nodePath.dirname(nodePath.resolve(cwd, fileName));
 
-  let raw: Record<string, unknown>;
-  try {
-    raw = parseToml(text) as Record<string, unknown>;
-  } catch (error) {
-    if (error instanceof TomlError) {
-      const message = (error.message.split("\n")[0] ?? "").replace(/^Invalid TOML document: /, "");
-      throw new ConfigError(`${fileName}:${error.line}:${error.column}: ${message}`, {
-        cause: error,
-      });
-    }
-    throw error;
-  }
+  const raw = parseTomlDocument(text, fileName);
 
   const overrides = (options.overrides ?? []).map((arg) => applyOverride(raw, arg, fileName));
   const envOrigins = fillFromEnvironment(raw, env);

@@ -133,16 +133,20 @@ import {
   DEFAULT_SUBSAMPLES as ANALYZER_DEFAULT_SUBSAMPLES,
   resolveFeatureAnalyzerOptions,
 } from "../analysis/options.ts";
+import { ConfigError } from "../errors.ts";
 import { normalizeMongoUri } from "../mongo_uri.ts";
 
 const MONGO_URI_MESSAGE =
   'expected a MongoDB URI ("mongodb://host:port/", "mongodb+srv://…", or a bare "host[:port]")';
 const mongoUri = () =>
   z.string({ error: MONGO_URI_MESSAGE }).transform((value, ctx) => {
-    const normalized = normalizeMongoUri(value);
-    if (normalized !== undefined) return normalized;
-    ctx.issues.push({ code: "custom", message: MONGO_URI_MESSAGE, input: value });
-    return z.NEVER;
+    try {
+      return normalizeMongoUri(value);
+    } catch (error) {
+      if (!(error instanceof ConfigError)) throw error;
+      ctx.issues.push({ code: "custom", message: MONGO_URI_MESSAGE, input: value });
+      return z.NEVER;
+    }
   });
 
 // ---------------------------------------------------------------------------------------------

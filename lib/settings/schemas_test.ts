@@ -7,7 +7,6 @@ import {
   FeatureAnalyzerConfigSchema,
   MongoDBConfigSchema,
   normalizeDtype,
-  normalizeMongoUri,
   resolveSamplings,
   type SubsampleConfig,
 } from "./schemas.ts";
@@ -29,25 +28,6 @@ Deno.test("normalizeDtype() accepts the Python and short spellings", async (t) =
   ];
   for (const [input, expected] of cases) {
     await t.step(JSON.stringify(input), () => assert.equal(normalizeDtype(input), expected));
-  }
-});
-
-Deno.test("normalizeMongoUri() completes bare hosts and keeps real URIs", async (t) => {
-  const cases: [string, string | undefined][] = [
-    ["localhost", "mongodb://localhost:27017/"],
-    ["localhost:27018", "mongodb://localhost:27018/"],
-    ["10.0.0.5", "mongodb://10.0.0.5:27017/"],
-    ["user:pw@db.example", "mongodb://user:pw@db.example:27017/"],
-    ["a:1,b", "mongodb://a:1,b:27017/"],
-    ["db/mechinterp?retryWrites=true", "mongodb://db:27017/mechinterp?retryWrites=true"],
-    ["mongodb://localhost:27017/", "mongodb://localhost:27017/"],
-    ["mongodb+srv://cluster0.example.net/", "mongodb+srv://cluster0.example.net/"],
-    ["http://localhost", undefined],
-    ["has space", undefined],
-    ["", undefined],
-  ];
-  for (const [input, expected] of cases) {
-    await t.step(JSON.stringify(input), () => assert.equal(normalizeMongoUri(input), expected));
   }
 });
 

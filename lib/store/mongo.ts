@@ -38,7 +38,7 @@ import {
   MongoServerError,
 } from "mongodb";
 import { ConfigError, StoreUnavailableError } from "../errors.ts";
-import { normalizeMongoUri as completeMongoUri } from "../mongo_uri.ts";
+import { normalizeMongoUri } from "../mongo_uri.ts";
 import type { FeatureRecord } from "../types.ts";
 import { decodeValue, encodeValue, escapeKey } from "./_codec.ts";
 import {
@@ -83,40 +83,7 @@ export interface MongoStoreOptions {
   timeoutMs?: number;
 }
 
-/**
- * Turns what a user wrote into a connection string, as the settings do
- * ({@linkcode completeMongoUri}): a bare host or `user:pw@host` gets the `mongodb://` scheme and
- * the default port 27017.
- *
- * @param uri A connection string or a bare host.
- * @returns A `mongodb://` or `mongodb+srv://` connection string.
- * @throws {ConfigError} For another scheme, an empty value or a malformed host list.
- * @example
- * ```ts
- * import { normalizeMongoUri } from "./mongo.ts";
- * console.assert(normalizeMongoUri("localhost") === "mongodb://localhost:27017/");
- * console.assert(normalizeMongoUri("mongodb://h:1/x") === "mongodb://h:1/x");
- * ```
- */
-export function normalizeMongoUri(uri: string): string {
-  const t = uri.trim();
-  if (t === "") throw new ConfigError("Invalid MongoDB URI: it is empty");
-  const scheme = /^([a-z][a-z0-9+.-]*):\/\//i.exec(t);
-  if (scheme && !/^mongodb(\+srv)?$/i.test(scheme[1]!)) {
-    throw new ConfigError(
-      `Invalid MongoDB URI scheme "${scheme[1]}://": expected mongodb:// or mongodb+srv://`,
-    );
-  }
-  const complete = completeMongoUri(t);
-  if (complete === undefined) {
-    throw new ConfigError(
-      `Invalid MongoDB URI "${
-        redact(t, t)
-      }": expected mongodb://host[:port]/ or a bare host[:port]`,
-    );
-  }
-  return complete;
-}
+export { normalizeMongoUri };
 
 /** The authority part (`user:pw@h1:p1,h2`) of a connection string. */
 function authority(uri: string): { userinfo: string; hosts: string; srv: boolean } {

@@ -4,10 +4,16 @@
  *
  * @module
  */
-import { type Dim, OnnxModel } from "./graph.ts";
+import {
+  type Dim,
+  type HookPoint,
+  listHookPoints,
+  loadModelDir,
+  maxContextSize,
+  OnnxModel,
+  summarizeHooks,
+} from "../onnx/mod.ts";
 import { feedBuilder } from "./feeds.ts";
-import { type HookPoint, listHookPoints, summarizeHooks } from "./hooks.ts";
-import { loadModelDir, maxContextSize } from "./model_dir.ts";
 import { createSession } from "./session.ts";
 
 /** The result of {@linkcode inspectModel}. */

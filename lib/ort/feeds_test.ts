@@ -1,8 +1,8 @@
-import { assert, assertEquals, assertThrows } from "./_testing.ts";
+import { assert, assertEquals, assertThrows } from "../onnx/_testing.ts";
 import { ConfigError } from "../errors.ts";
-import { onnx } from "./_proto.ts";
+import { onnx } from "../onnx/_proto.ts";
 import { feedBuilder } from "./feeds.ts";
-import { OnnxModel } from "./graph.ts";
+import { OnnxModel } from "../onnx/mod.ts";
 import { createSession } from "./session.ts";
 
 /** A decoder-like export taking position ids and one layer of past key/values. */

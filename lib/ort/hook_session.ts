@@ -7,8 +7,7 @@
  */
 import { ConfigError } from "../errors.ts";
 import { type FeedBuilder, feedBuilder } from "./feeds.ts";
-import { OnnxModel } from "./graph.ts";
-import { resolveHooks } from "./hooks.ts";
+import { OnnxModel, resolveHooks } from "../onnx/mod.ts";
 import { createSession, type OrtSession, type SessionOptions } from "./session.ts";
 
 /** Settings of {@linkcode openHookSession}; all optional. */

@@ -1,4 +1,4 @@
-import { assert, assertEquals, assertRejects } from "./_testing.ts";
+import { assert, assertEquals, assertRejects } from "../onnx/_testing.ts";
 import { ConfigError } from "../errors.ts";
 import { createSession, deviceAvailable, tensor } from "./session.ts";
 
