@@ -280,7 +280,8 @@ Deno.test("features whose interpretation failed are recorded without the key and
     await withServer({
       override: (body) => {
         if (!broken || featureOf(body) !== 1) return undefined;
-        return { status: 401, body: JSON.stringify({ error: { message: `bad key ${SECRET}` } }) };
+        // A 400 fails only this feature (a 401 would stop the run: see the tests below).
+        return { status: 400, body: JSON.stringify({ error: { message: `bad key ${SECRET}` } }) };
       },
     }, async (server) => {
       const settings = loadSettings(server, { outputDir: dir }, { autoInterp: "max_retries = 0" });
@@ -288,7 +289,7 @@ Deno.test("features whose interpretation failed are recorded without the key and
       assert.equal(first.failed, 1);
       assert.equal(first.done, LIVE.length - 1);
       const failed = await store.getFeature(SERIES, NAME, 1);
-      assert.match(failed?.interpretation?.error ?? "", /HTTP 401: 401 bad key \*\*\*/);
+      assert.match(failed?.interpretation?.error ?? "", /HTTP 400: 400 bad key \*\*\*/);
       assert.equal(failed?.interpretation?.passed, false);
       assert.ok(lines.some((l) => l.startsWith("auto-interp: feature 1 failed")));
       await noSecretIn(store, lines);
