@@ -441,6 +441,24 @@ Deno.test("OpenAIChatClient reports an endpoint no request can use as LLMUnavail
     assert(e.message.startsWith("cannot reach the LLM at http://***@127.0.0.1:"), e.message);
   });
 
+  await t.step("a proxy that cannot be reached is named (without its password)", async () => {
+    const proxy = closedPortURL().replace(/\/v1$/, "");
+    const c = client("http://upstream.invalid/v1", {
+      maxRetries: 0,
+      proxy: proxy.replace("http://", "http://me:hunter2@"),
+    });
+    try {
+      const e = await assertRejects(() => c.complete({ messages: hello }), LLMUnavailableError);
+      assertEquals(
+        e.message,
+        "cannot reach the LLM at http://upstream.invalid/v1 through the proxy " +
+          `${proxy.replace("http://", "http://***@")} (connection refused) after 1 attempt`,
+      );
+    } finally {
+      c.close();
+    }
+  });
+
   await t.step("timeouts of an endpoint that never answered: unreachable", async () => {
     await withServer(() => ({ hang: true }), async (server) => {
       const { e } = await unavailable(server.baseURL, { timeoutMs: 100, maxRetries: 1 });

@@ -467,7 +467,7 @@ const STATUS_TEXT: Record<EndpointFault, string> = {
 /** The one-line message of an {@linkcode LLMUnavailableError}. */
 function faultMessage(
   fault: EndpointFault,
-  where: { baseURL: string; model: string },
+  where: { baseURL: string; model: string; proxy: string | undefined },
   detail: string,
   attempts: number,
 ): string {
@@ -475,7 +475,8 @@ function faultMessage(
   const status = STATUS_TEXT[fault];
   switch (fault) {
     case "unreachable":
-      return `cannot reach ${at} (${detail}) after ${attempts} attempt${attempts === 1 ? "" : "s"}`;
+      return `cannot reach ${at}${where.proxy ? ` through the proxy ${where.proxy}` : ""} ` +
+        `(${detail}) after ${attempts} attempt${attempts === 1 ? "" : "s"}`;
     case "unauthorized":
       // Servers tend to echo (part of) the key in a 401's text: leave it out.
       return `${at} refused the API key (${status})`;
@@ -530,6 +531,8 @@ export class OpenAIChatClient implements ChatClient {
   #openai: OpenAI;
   #key: string;
   #httpClient: Deno.HttpClient | undefined;
+  /** The proxy, for messages (user and password removed). */
+  #proxy: string | undefined;
   #semaphore: Semaphore;
   #rpm: TokenBucket | undefined;
   #tpm: TokenBucket | undefined;
@@ -557,6 +560,7 @@ export class OpenAIChatClient implements ChatClient {
     this.model = options.model;
     this.#key = resolveApiKey(options);
     this.#httpClient = options.proxy ? createProxyClient(options.proxy) : undefined;
+    this.#proxy = options.proxy ? scrubUserInfo(options.proxy) : undefined;
     this.#openai = new OpenAI({
       apiKey: this.#key,
       baseURL: options.baseURL ?? null,
@@ -620,7 +624,7 @@ export class OpenAIChatClient implements ChatClient {
     if (last.timedOut && !this.#answered) last.fault = "unreachable";
     if (last.fault) {
       const detail = scrubSecret(last.detail ?? "", this.#key);
-      const where = { baseURL: this.baseURL, model: this.model };
+      const where = { baseURL: this.baseURL, model: this.model, proxy: this.#proxy };
       throw new LLMUnavailableError(
         scrubSecret(faultMessage(last.fault, where, detail, attempts), this.#key),
         {
