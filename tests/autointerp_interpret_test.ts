@@ -242,7 +242,7 @@ Deno.test("interpretFeature() rejects with LLMUnavailableError when a scorer or 
     const sim = it.scores.simulation as { skipped?: string };
     assert(
       sim.skipped?.startsWith("the endpoint rejected the log-probability request"),
-      sim.skipped,
+      String(sim.skipped),
     );
     assertEquals(it.error, undefined);
   });
