@@ -5,7 +5,7 @@
  * @module
  */
 
-import { type ChatClient, scrubSecret } from "../lib/autointerp/client.ts";
+import { type ChatClient, LLMUnavailableError, scrubSecret } from "../lib/autointerp/client.ts";
 import { type AutoInterpOptions, resolveAutoInterpOptions } from "../lib/autointerp/options.ts";
 import { ConfigError } from "../lib/errors.ts";
 import type { AutoInterpSettings } from "../lib/settings/mod.ts";
@@ -70,6 +70,40 @@ export interface AutoInterpRunSummary extends AutoInterpSummary {
 }
 
 /**
+ * An auto-interpretation run that achieved nothing it could go on with; the CLI prints the
+ * message on one line and exits with code 1. Either the endpoint is unusable — `cause` is the
+ * client's `LLMUnavailableError` (unreachable after the first feature's retries, API key refused,
+ * no such model): the run stopped at once, cancelling the requests in flight, and kept the
+ * interpretations finished before — or every feature sent to the LLM failed (their errors are
+ * stored, and the next run tries them again). The message names the base URL, never the key.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { AutoInterpFailedError } from "./autointerp.ts";
+ * const summary = {
+ *   done: 0, passed: 0, failed: 2, skipped_dead: 0, skipped_existing: 0,
+ *   usage: { prompt_tokens: 0, completion_tokens: 0 }, sae: "x/s", analysis: "default",
+ *   features: 2, missing: 0, stored: 2, seconds: 1, location: "/tmp/saeflow.sqlite",
+ * };
+ * const e = new AutoInterpFailedError("autointerp: all 2 features sent to the LLM failed", { summary });
+ * assert.equal(e.name, "AutoInterpFailedError");
+ * assert.equal(e.summary.failed, 2);
+ * ```
+ */
+export class AutoInterpFailedError extends Error {
+  /** What the run did before it stopped. */
+  readonly summary: AutoInterpRunSummary;
+
+  /** Creates the error; `message` must already be free of secrets. */
+  constructor(message: string, options: ErrorOptions & { summary: AutoInterpRunSummary }) {
+    super(message, "cause" in options ? { cause: options.cause } : undefined);
+    this.name = "AutoInterpFailedError";
+    this.summary = options.summary;
+  }
+}
+
+/**
  * The stage options that `[auto_interp]` and the top-level `max_workers` and `analysis_name`
  * give (unset values left out, so the stage's defaults apply).
  *
@@ -113,11 +147,21 @@ export function autoInterpOptionsOf(settings: AutoInterpSettings): AutoInterpOpt
  * used). The API key (`auto_interp.openai_api_key`, filled from `OPENAI_API_KEY`) is never
  * printed, stored or put in an error message.
  *
+ * The run fails loudly rather than record a run of failures: as soon as one feature meets an
+ * endpoint that no feature can use (unreachable once its retries are used up, API key refused
+ * with 401 or 403, 404 for a wrong base URL path or an unknown model), it stops — requests in
+ * flight are cancelled, nothing more is sent, the interpretations finished before are stored,
+ * that feature is not recorded — and rejects with an {@linkcode AutoInterpFailedError} naming
+ * the base URL. A run in which every feature sent to the LLM failed (for reasons of its own,
+ * such as answers that cannot be parsed) stores those failures and rejects with one too; a run
+ * in which only some failed resolves, counting them in `failed`.
+ *
  * @param settings Resolved `autointerp` settings (`loadSettings(file, "autointerp")`).
  * @param options Feature selection, log, client, signal and batching.
  * @returns The totals.
  * @throws {ConfigError} For bad options, a missing API key, no analyzed features in the store,
  *   or a vocabulary that cannot be loaded.
+ * @throws {AutoInterpFailedError} When the endpoint cannot be used, or every feature sent failed.
  * @throws {StoreUnavailableError} When the store cannot be opened.
  * @example
  * ```ts
@@ -198,9 +242,13 @@ async function run(
   // Interpretations are written from the events, not from the stage's output: records the stage
   // has emitted but nobody has read yet are dropped when the run is interrupted.
   let seen = 0;
+  let firstFailure: { index: number; error: string } | undefined;
   const onFeature = (event: AutoInterpEvent) => {
     seen++;
     tally.add(event);
+    if (event.status === "failed" && !firstFailure) {
+      firstFailure = { index: event.index, error: event.interpretation?.error ?? "" };
+    }
     progress.update(seen);
     if (event.interpretation && (event.status === "done" || event.status === "failed")) {
       writer.add({
@@ -226,6 +274,16 @@ async function run(
     ...(indices ? { indices } : {}),
     pageSize: Math.max(16, 2 * resolved.max_workers),
   });
+  const summarize = (missing: number): AutoInterpRunSummary => ({
+    ...structuredClone(tally.summary),
+    sae: `${series}/${name}`,
+    analysis,
+    features: seen,
+    missing,
+    stored: writer.written,
+    seconds: (performance.now() - started) / 1000,
+    location: store.location,
+  });
   try {
     await source.pipeThrough(stage, { signal }).pipeTo(new WritableStream(), { signal });
   } catch (error) {
@@ -235,7 +293,14 @@ async function run(
       `${tally.line()}; stopped after ${formatDuration(progress.elapsed)}, ` +
         `${writer.written} interpretations stored in ${store.location}`,
     );
-    throw stop.signal.aborted ? stop.signal.reason : error;
+    const reason = stop.signal.aborted ? stop.signal.reason : error;
+    if (reason instanceof LLMUnavailableError) {
+      throw new AutoInterpFailedError(`autointerp: ${reason.message}; nothing more was sent`, {
+        cause: reason,
+        summary: summarize(0),
+      });
+    }
+    throw reason;
   }
   progress.done();
   await writer.close();
@@ -247,18 +312,19 @@ async function run(
         `"${analysis}" in the store; skipped`,
     );
   }
-  const seconds = (performance.now() - started) / 1000;
-  log(`${tally.line()}; in ${formatDuration(seconds)}, stored in ${store.location}`);
-  return {
-    ...structuredClone(tally.summary),
-    sae: `${series}/${name}`,
-    analysis,
-    features: seen,
-    missing,
-    stored: writer.written,
-    seconds,
-    location: store.location,
-  };
+  const summary = summarize(missing);
+  log(`${tally.line()}; in ${formatDuration(summary.seconds)}, stored in ${store.location}`);
+  if (summary.done === 0 && firstFailure) {
+    const n = summary.failed;
+    const first = firstFailure.error.split("\n")[0]!;
+    throw new AutoInterpFailedError(
+      `autointerp: ${n === 1 ? "the 1 feature" : `all ${n} features`} sent to the LLM ` +
+        `failed, none was interpreted; feature ${firstFailure.index}: ` +
+        (first.length > 300 ? `${first.slice(0, 299)}…` : first),
+      { summary },
+    );
+  }
+  return summary;
 }
 
 /** The vocabulary of the SAE's model: from the store, else from `[model]`'s tokenizer. */

@@ -142,6 +142,10 @@ function defaultClient(o: ResolvedAutoInterpOptions, log: (line: string) => void
  *   interpretation failed is interpreted again.
  * - A feature that fails (requests exhausted, unusable answers) is emitted with
  *   `interpretation.error` and `passed: false`; the run goes on.
+ * - An endpoint that no feature can use — unreachable after a request's retries, an API key
+ *   refused (401, 403), no such model or route (404) — errors the stream with the client's
+ *   `LLMUnavailableError` as soon as the first feature meets it: requests in flight are
+ *   cancelled, no more input is pulled, and that feature is not emitted.
  * - Cancelling the output, aborting the input, or aborting `signal` cancels requests in flight;
  *   features in flight are then not emitted (a later run does them).
  *

@@ -212,6 +212,57 @@ export function startOpenAIServer(handler: FakeHandler): FakeOpenAIServer {
   };
 }
 
+/**
+ * A base URL on 127.0.0.1 where nothing listens (a port just bound and released), so a request
+ * there is refused. (Port 9, the usual choice, is one that `fetch` will not even try.)
+ */
+export function closedPortURL(): string {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (listener.addr as Deno.NetAddr).port;
+  listener.close();
+  return `http://127.0.0.1:${port}/v1`;
+}
+
+/** A TCP port that accepts connections and closes each at once, counting them. */
+export interface ClosingListener {
+  /** Base URL for the client, ending in `/v1`. */
+  baseURL: string;
+  /** Connections accepted (one per request attempt). */
+  readonly connections: number;
+  /** Stops listening. */
+  close(): Promise<void>;
+}
+
+/**
+ * Starts a {@linkcode ClosingListener}: every request sent there fails before any HTTP answer
+ * ("connection closed before message completed"), like a server that is up but broken, while
+ * the test can count the attempts that reached it.
+ */
+export function startClosingListener(): ClosingListener {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  let connections = 0;
+  const accepting = (async () => {
+    try {
+      for await (const conn of listener) {
+        connections++;
+        conn.close();
+      }
+    } catch {
+      // closed
+    }
+  })();
+  return {
+    baseURL: `http://127.0.0.1:${(listener.addr as Deno.NetAddr).port}/v1`,
+    get connections() {
+      return connections;
+    },
+    async close() {
+      listener.close();
+      await accepting;
+    },
+  };
+}
+
 /** Runs `fn`, expecting it to reject; returns the rejection reason (throws if it resolved). */
 export async function rejection(fn: () => Promise<unknown>): Promise<unknown> {
   try {

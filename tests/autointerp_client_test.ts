@@ -1,6 +1,17 @@
 import { deepStrictEqual as assertEquals, ok as assert } from "node:assert/strict";
-import { ChatRequestError, OpenAIChatClient, type RetryInfo } from "../lib/autointerp/client.ts";
-import { type FakeHandler, rejection, startOpenAIServer } from "./_openai_server.ts";
+import {
+  ChatRequestError,
+  LLMUnavailableError,
+  OpenAIChatClient,
+  type RetryInfo,
+} from "../lib/autointerp/client.ts";
+import {
+  closedPortURL,
+  type FakeHandler,
+  rejection,
+  startClosingListener,
+  startOpenAIServer,
+} from "./_openai_server.ts";
 
 function assertStringIncludes(text: string, part: string): void {
   assert(
@@ -150,6 +161,7 @@ Deno.test("OpenAIChatClient gives up after max_retries and reports the last fail
     assertEquals(e.status, 502);
     assertEquals(e.attempts, 3);
     assertEquals(server.requests, 3);
+    assert(!(e instanceof LLMUnavailableError), "a 502 is the request's failure, not a fault");
   });
 });
 
@@ -164,6 +176,7 @@ Deno.test("OpenAIChatClient does not retry a 400", async () => {
       assertStringIncludes(e.message, "HTTP 400");
       assertStringIncludes(e.message, "bad model");
       assertEquals(server.requests, 1);
+      assert(!(e instanceof LLMUnavailableError), "a 400 is the request's failure, not a fault");
     },
   );
 });
@@ -257,12 +270,23 @@ Deno.test("OpenAIChatClient removes the API key from errors and retry reasons ev
           client(server.baseURL, { onRetry: (i) => reasons.push(i.reason) }).complete({
             messages: hello,
           }),
-        ChatRequestError,
+        LLMUnavailableError,
       );
       assertEquals(server.authorizations[0], `Bearer ${KEY}`); // the key was really used
-      assertStringIncludes(e.message, "HTTP 401");
+      assertStringIncludes(e.message, "401 Unauthorized");
+      const cause = e.cause as Error;
+      assertStringIncludes(cause.message, "HTTP 401: 401 invalid key ***");
       assertStringIncludes(reasons[0]!, "HTTP 500");
-      for (const text of [e.message, e.stack ?? "", ...reasons, JSON.stringify(e)]) {
+      for (
+        const text of [
+          e.message,
+          e.stack ?? "",
+          cause.message,
+          cause.stack ?? "",
+          ...reasons,
+          JSON.stringify(e),
+        ]
+      ) {
         assert(!text.includes(KEY), `key leaked in: ${text}`);
         assert(!text.includes("CLIENTKEY"), `key leaked in: ${text}`);
       }
@@ -282,5 +306,180 @@ Deno.test("OpenAIChatClient sends requests through openai_proxy", async () => {
     } finally {
       c.close();
     }
+  });
+});
+
+Deno.test("OpenAIChatClient reports an endpoint no request can use as LLMUnavailableError naming the base URL", async (t) => {
+  /** Sends one request that must fail with an LLMUnavailableError; returns it and the retries. */
+  const unavailable = async (
+    baseURL: string,
+    extra: Partial<ConstructorParameters<typeof OpenAIChatClient>[0]> = {},
+  ) => {
+    const retries: RetryInfo[] = [];
+    const c = client(baseURL, { maxRetries: 2, onRetry: (i) => retries.push(i), ...extra });
+    const e = await assertRejects(() => c.complete({ messages: hello }), LLMUnavailableError);
+    assertEquals(e.name, "LLMUnavailableError");
+    assert(e instanceof ChatRequestError, "still a ChatRequestError");
+    assertEquals(e.baseURL, baseURL);
+    for (const text of [e.message, (e.cause as Error).message, ...retries.map((r) => r.reason)]) {
+      assert(!text.includes(KEY) && !text.includes("CLIENTKEY"), `key leaked in: ${text}`);
+    }
+    return { e, retries };
+  };
+
+  await t.step("connection refused: retried, then unreachable", async () => {
+    const url = closedPortURL();
+    const { e, retries } = await unavailable(url);
+    assertEquals(e.fault, "unreachable");
+    assertEquals(e.message, `cannot reach the LLM at ${url} (connection refused) after 3 attempts`);
+    assertEquals(e.attempts, 3);
+    assertEquals(
+      retries.map((r) => r.reason),
+      Array(2).fill("connection failed: connection refused"),
+    );
+  });
+
+  await t.step("a port that closes every connection: each attempt reaches it", async () => {
+    const port = startClosingListener();
+    try {
+      const { e } = await unavailable(port.baseURL);
+      assertEquals(e.fault, "unreachable");
+      assertEquals(
+        e.message,
+        `cannot reach the LLM at ${port.baseURL} (connection closed before message completed) after 3 attempts`,
+      );
+      assertEquals(port.connections, 3);
+    } finally {
+      await port.close();
+    }
+  });
+
+  await t.step("a host that does not resolve", async () => {
+    const url = "http://saeflow-no-such-host.invalid/v1";
+    const { e } = await unavailable(url, { maxRetries: 0 });
+    assertEquals(e.message, `cannot reach the LLM at ${url} (DNS lookup failed) after 1 attempt`);
+  });
+
+  await t.step("a TLS handshake that fails (https to a plain HTTP server)", async () => {
+    await withServer(() => ({ content: "never" }), async (server) => {
+      const url = server.baseURL.replace("http:", "https:");
+      const { e } = await unavailable(url, { maxRetries: 0 });
+      assertEquals(e.fault, "unreachable");
+      assert(
+        e.message.startsWith(`cannot reach the LLM at ${url} (TLS handshake failed (`),
+        e.message,
+      );
+      assertEquals(server.requests, 0);
+    });
+  });
+
+  await t.step("HTTP 401, 403 and 404: one attempt each, never retried", async (t) => {
+    const cases = [
+      {
+        status: 401,
+        fault: "unauthorized",
+        message: (url: string) => `the LLM at ${url} refused the API key (401 Unauthorized)`,
+      },
+      {
+        status: 403,
+        fault: "forbidden",
+        message: (url: string) =>
+          `the LLM at ${url} denied access with this API key (403 Forbidden: no access to fake-model)`,
+      },
+      {
+        status: 404,
+        fault: "not_found",
+        message: (url: string) =>
+          `the LLM at ${url} has no model "fake-model" or no chat completions route ` +
+          "(404 Not Found: The model `fake-model` does not exist.)",
+      },
+    ] as const;
+    for (const c of cases) {
+      await t.step(`${c.status}`, async () => {
+        const texts: Record<number, string> = {
+          401: `Incorrect API key provided: ${KEY}`,
+          403: "no access to fake-model",
+          404: "The model `fake-model` does not exist.",
+        };
+        await withServer(
+          () => ({
+            status: c.status,
+            body: JSON.stringify({ error: { message: texts[c.status] } }),
+          }),
+          async (server) => {
+            const { e, retries } = await unavailable(server.baseURL);
+            assertEquals(e.fault, c.fault);
+            assertEquals(e.status, c.status);
+            assertEquals(e.message, c.message(server.baseURL));
+            assertEquals(server.requests, 1);
+            assertEquals(retries.length, 0);
+          },
+        );
+      });
+    }
+  });
+
+  await t.step("a base URL with a wrong path (404 from the server's router)", async () => {
+    await withServer(() => ({ content: "never" }), async (server) => {
+      const url = server.baseURL.replace(/\/v1$/, "/api");
+      const { e } = await unavailable(url);
+      assertEquals(e.fault, "not_found");
+      assertEquals(
+        e.message,
+        `the LLM at ${url} has no model "fake-model" or no chat completions route ` +
+          "(404 Not Found: no route POST /api/chat/completions)",
+      );
+      assertEquals(server.requests, 0); // the router answered; no chat request was handled
+    });
+  });
+
+  await t.step("user and password in the base URL are not repeated", async () => {
+    const url = closedPortURL().replace("http://", "http://me:hunter2@");
+    const c = client(url, { maxRetries: 0 });
+    const e = await assertRejects(() => c.complete({ messages: hello }), LLMUnavailableError);
+    assert(!e.message.includes("hunter2") && !e.baseURL.includes("hunter2"), e.message);
+    assert(e.message.startsWith("cannot reach the LLM at http://***@127.0.0.1:"), e.message);
+  });
+
+  await t.step("a proxy that cannot be reached is named (without its password)", async () => {
+    const proxy = closedPortURL().replace(/\/v1$/, "");
+    const c = client("http://upstream.invalid/v1", {
+      maxRetries: 0,
+      proxy: proxy.replace("http://", "http://me:hunter2@"),
+    });
+    try {
+      const e = await assertRejects(() => c.complete({ messages: hello }), LLMUnavailableError);
+      assertEquals(
+        e.message,
+        "cannot reach the LLM at http://upstream.invalid/v1 through the proxy " +
+          `${proxy.replace("http://", "http://***@")} (connection refused) after 1 attempt`,
+      );
+    } finally {
+      c.close();
+    }
+  });
+
+  await t.step("timeouts of an endpoint that never answered: unreachable", async () => {
+    await withServer(() => ({ hang: true }), async (server) => {
+      const { e } = await unavailable(server.baseURL, { timeoutMs: 100, maxRetries: 1 });
+      assertEquals(
+        e.message,
+        `cannot reach the LLM at ${server.baseURL} (no answer within 100 ms) after 2 attempts`,
+      );
+      assertEquals(server.requests, 2);
+    });
+  });
+});
+
+Deno.test("OpenAIChatClient: timeouts after the endpoint has answered fail only the request", async () => {
+  await withServer((_b, n) => n === 1 ? { content: "first" } : { hang: true }, async (server) => {
+    const c = client(server.baseURL, { timeoutMs: 100, maxRetries: 1 });
+    assertEquals((await c.complete({ messages: hello })).content, "first");
+    const e = await assertRejects(() => c.complete({ messages: hello }), ChatRequestError);
+    assert(!(e instanceof LLMUnavailableError), e.message);
+    assertEquals(
+      e.message,
+      "chat completion failed after 2 attempt(s): no answer within 100 ms",
+    );
   });
 });

@@ -5,7 +5,7 @@
  */
 
 import { deepStrictEqual as assertEquals, ok as assert } from "node:assert/strict";
-import { OpenAIChatClient } from "../lib/autointerp/client.ts";
+import { LLMUnavailableError, OpenAIChatClient } from "../lib/autointerp/client.ts";
 import { interpretFeature } from "../lib/autointerp/interpret.ts";
 import { type AutoInterpOptions, resolveAutoInterpOptions } from "../lib/autointerp/options.ts";
 import type { ScoreMetrics } from "../lib/types.ts";
@@ -13,6 +13,7 @@ import {
   CAT_EXPLANATION,
   catFeature,
   type FakeHandler,
+  rejection,
   scriptedLlm,
   startOpenAIServer,
   taskOf,
@@ -212,4 +213,37 @@ Deno.test("interpretFeature() with the neuronpedia explainer builds the label pr
   assertEquals(peaks.length, 7);
   assert(user.includes('PROMOTED:\n" meow"\n" kitten"'), user);
   assert(user.includes('SUPPRESSED:\n" bark"'), user);
+});
+
+Deno.test("interpretFeature() rejects with LLMUnavailableError when a scorer or simulation request meets a 401 or 404", async (t) => {
+  const cases = [
+    { task: "fuzzing", status: 401, scorers: ["detection", "fuzzing"] },
+    { task: "simulation", status: 404, scorers: ["simulation"] },
+  ] as const;
+  for (const c of cases) {
+    await t.step(`${c.status} on ${c.task}, after the explanation`, async () => {
+      const script = scriptedLlm();
+      const e = await rejection(() =>
+        interpretWith(
+          (body, n) => taskOf(body) === c.task ? { status: c.status } : script(body, n),
+          { openai_model: "scripted", scorer_type: [...c.scorers] },
+        )
+      );
+      assert(e instanceof LLMUnavailableError, String(e));
+      assertEquals(e.status, c.status);
+    });
+  }
+  await t.step("a 400 on simulation still only skips it", async () => {
+    const script = scriptedLlm();
+    const { interpretation: it } = await interpretWith(
+      (body, n) => taskOf(body) === "simulation" ? { status: 400 } : script(body, n),
+      { openai_model: "scripted", scorer_type: ["simulation"] },
+    );
+    const sim = it.scores.simulation as { skipped?: string };
+    assert(
+      sim.skipped?.startsWith("the endpoint rejected the log-probability request"),
+      String(sim.skipped),
+    );
+    assertEquals(it.error, undefined);
+  });
 });

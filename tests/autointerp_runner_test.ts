@@ -11,16 +11,24 @@ import { parseSettings } from "../lib/settings/mod.ts";
 import type { AutoInterpSettings } from "../lib/settings/mod.ts";
 import { type FeatureStore, featureToJson } from "../lib/store/mod.ts";
 import type { FeatureRecord } from "../lib/types.ts";
-import { autoInterp, type AutoInterpRunOptions } from "../pipelines/autointerp.ts";
+import { LLMUnavailableError } from "../lib/autointerp/client.ts";
+import {
+  autoInterp,
+  AutoInterpFailedError,
+  type AutoInterpRunOptions,
+} from "../pipelines/autointerp.ts";
 import { openSettingsStore } from "../pipelines/_store.ts";
+import { type CliResult, hasStackTrace, runCli } from "./_cli_utils.ts";
 import {
   CAT_EXPLANATION,
   catFeature,
+  closedPortURL,
   type FakeOpenAIServer,
   featureOf,
   rejection,
   scriptedLlm,
   type ScriptOptions,
+  startClosingListener,
   startOpenAIServer,
   taskOf,
   TEST_VOCAB,
@@ -280,7 +288,8 @@ Deno.test("features whose interpretation failed are recorded without the key and
     await withServer({
       override: (body) => {
         if (!broken || featureOf(body) !== 1) return undefined;
-        return { status: 401, body: JSON.stringify({ error: { message: `bad key ${SECRET}` } }) };
+        // A 400 fails only this feature (a 401 would stop the run: see the tests below).
+        return { status: 400, body: JSON.stringify({ error: { message: `bad key ${SECRET}` } }) };
       },
     }, async (server) => {
       const settings = loadSettings(server, { outputDir: dir }, { autoInterp: "max_retries = 0" });
@@ -288,7 +297,7 @@ Deno.test("features whose interpretation failed are recorded without the key and
       assert.equal(first.failed, 1);
       assert.equal(first.done, LIVE.length - 1);
       const failed = await store.getFeature(SERIES, NAME, 1);
-      assert.match(failed?.interpretation?.error ?? "", /HTTP 401: 401 bad key \*\*\*/);
+      assert.match(failed?.interpretation?.error ?? "", /HTTP 400: 400 bad key \*\*\*/);
       assert.equal(failed?.interpretation?.passed, false);
       assert.ok(lines.some((l) => l.startsWith("auto-interp: feature 1 failed")));
       await noSecretIn(store, lines);
@@ -453,4 +462,248 @@ Deno.test({
       });
     });
   },
+});
+
+// --- Failing loudly -----------------------------------------------------------------------------
+
+/**
+ * The run against an endpoint that refuses the key from feature 2 on (max_workers = 1): it
+ * stops there, keeps features 0 and 1, records nothing for feature 2, sends nothing more, and
+ * names the base URL but never the key; the next run against a working endpoint does the rest.
+ */
+async function unusableEndpointContract(
+  store: FeatureStore,
+  where: { outputDir: string } | { uri: string; db: string },
+) {
+  await fill(store);
+  let refuse = true;
+  await withServer({
+    override: (body) =>
+      refuse && featureOf(body) === 2
+        ? { status: 401, body: JSON.stringify({ error: { message: `bad key ${SECRET}` } }) }
+        : undefined,
+  }, async (server) => {
+    const settings = loadSettings(server, where, { top: "max_workers = 1" });
+    const lines: string[] = [];
+    const error = await rejection(() => autoInterp(settings, { log: (l) => lines.push(l) }));
+    assert.ok(error instanceof AutoInterpFailedError, String(error));
+    assert.equal(error.name, "AutoInterpFailedError");
+    assert.equal(
+      error.message,
+      `autointerp: the LLM at ${server.baseURL} refused the API key (401 Unauthorized); ` +
+        "nothing more was sent",
+    );
+    assert.ok(error.cause instanceof LLMUnavailableError);
+    assert.equal(error.summary.done, 2);
+    assert.equal(error.summary.stored, 2);
+    assert.equal(featureOf(server.bodies.at(-1)!), 2, "nothing was sent after feature 2's 401");
+    assert.deepEqual((await interpreted(store)).map((r) => r.index), [0, 1]);
+    assert.match(
+      lines.at(-1)!,
+      /^auto-interp: 2 done \(2 passed\), 0 failed, .*; stopped after .*, 2 interpretations stored in /,
+    );
+    await noSecretIn(store, [...lines, error.message, error.stack ?? "", String(error.cause)]);
+
+    refuse = false;
+    const again = await autoInterp(settings, { log: () => {} });
+    assert.equal(again.done, LIVE.length - 2);
+    assert.equal(again.skipped_existing, 2);
+    assert.deepEqual((await interpreted(store)).map((r) => r.index), LIVE);
+  });
+}
+
+Deno.test("an autointerp run whose API key is refused stops at once and keeps what finished (SQLite)", async () => {
+  await withTempDir(async (dir) => {
+    await using store = await openSettingsStore({ mongo: null, output_dir: dir });
+    await unusableEndpointContract(store, { outputDir: dir });
+  });
+});
+
+const MONGO_REFUSED =
+  "an autointerp run whose API key is refused stops at once and keeps what finished (MongoDB)";
+Deno.test({
+  name: MONGO_REFUSED,
+  ignore: mongoIgnored(MONGO_REFUSED),
+  fn: (t) => withMongo(t, ({ uri, db, store }) => unusableEndpointContract(store, { uri, db })),
+});
+
+Deno.test("an autointerp run in which every feature failed rejects, with the failures stored", async () => {
+  await withTempDir(async (dir) => {
+    await using store = await openSettingsStore({ mongo: null, output_dir: dir });
+    await fill(store);
+    await withServer({
+      override: (body) => taskOf(body) === "explain" ? { content: "no JSON here" } : undefined,
+    }, async (server) => {
+      const lines: string[] = [];
+      const error = await rejection(() =>
+        autoInterp(loadSettings(server, { outputDir: dir }), { log: (l) => lines.push(l) })
+      );
+      assert.ok(error instanceof AutoInterpFailedError, String(error));
+      assert.equal(error.cause, undefined);
+      assert.match(
+        error.message,
+        /^autointerp: all 6 features sent to the LLM failed, none was interpreted; feature \d: explanation: /,
+      );
+      assert.equal(error.summary.failed, LIVE.length);
+      assert.equal(error.summary.stored, LIVE.length);
+      assert.match(lines.at(-1)!, /^auto-interp: 0 done \(0 passed\), 6 failed, 1 dead /);
+      const stored = await interpreted(store);
+      assert.deepEqual(stored.map((r) => r.index), LIVE);
+      assert.ok(stored.every((r) => r.interpretation!.error?.startsWith("explanation: ")));
+    });
+  });
+});
+
+/** Writes `autointerp.toml` for the CLI (store in `out/`, fast retries) and fills the store. */
+async function cliSetup(
+  dir: string,
+  baseURL: string,
+  extra: { top?: string[]; autoInterp?: string[] } = {},
+): Promise<string> {
+  {
+    await using store = await openSettingsStore({ mongo: null, output_dir: `${dir}/out` });
+    await fill(store);
+  }
+  const config = `${dir}/autointerp.toml`;
+  await Deno.writeTextFile(
+    config,
+    [
+      `sae_name = "${NAME}"`,
+      `sae_series = "${SERIES}"`,
+      `model_name = "test-model"`,
+      `output_dir = "out"`,
+      ...extra.top ?? [],
+      `[model]`,
+      `[auto_interp]`,
+      `openai_base_url = ${JSON.stringify(baseURL)}`,
+      `openai_model = "scripted"`,
+      `retry_base_delay = 0.005`,
+      `retry_max_delay = 0.02`,
+      ...extra.autoInterp ?? [],
+    ].join("\n"),
+  );
+  return config;
+}
+
+/** Runs the CLI with the shipped permissions and the key in `OPENAI_API_KEY`. */
+function cliRun(args: string[], dir: string): Promise<CliResult> {
+  return runCli(args, { cwd: dir, env: { OPENAI_API_KEY: SECRET } });
+}
+
+/** The stderr lines that name `url`: there must be exactly one, the last, and no key. */
+function failureLine(run: CliResult, url: string): string {
+  const context = `exit ${run.code}; stderr:\n${run.stderr}`;
+  assert.equal(run.code, 1, context);
+  assert.ok(!run.stderr.includes(SECRET) && !run.stdout.includes(SECRET), "the key leaked");
+  assert.ok(!hasStackTrace(run.stderr), context);
+  const lines = run.stderr.split("\n").filter((l) => l.trim() !== "");
+  const naming = lines.filter((l) => l.includes(url));
+  assert.equal(naming.length, 1, `one line should name ${url}: ${context}`);
+  assert.equal(naming[0], lines.at(-1), context);
+  return naming[0]!;
+}
+
+async function storedAt(dir: string): Promise<FeatureRecord[]> {
+  await using store = await openSettingsStore({ mongo: null, output_dir: `${dir}/out` });
+  await noSecretIn(store, []);
+  return await interpreted(store);
+}
+
+Deno.test("saeflow autointerp against a closed port exits 1 after the first features' retries, naming the base URL", async () => {
+  await withTempDir(async (dir) => {
+    const url = closedPortURL();
+    const config = await cliSetup(dir, url, {
+      top: ["max_workers = 3"],
+      autoInterp: ["max_retries = 2"],
+    });
+    const run = await cliRun(["autointerp", config], dir);
+    assert.equal(
+      failureLine(run, url),
+      `saeflow: autointerp: cannot reach the LLM at ${url} (connection refused) after 3 attempts; ` +
+        "nothing more was sent",
+    );
+    // Retries of the (at most 3) features in flight, none of the other 3; no "failed" feature.
+    const retries = run.stderr.split("\n").filter((l) => /attempt \d failed/.test(l));
+    assert.ok(retries.length >= 2 && retries.length <= 3 * 2, run.stderr);
+    assert.ok(retries.every((l) => l.includes("(connection failed: connection refused)")));
+    assert.doesNotMatch(run.stderr, /feature \d failed/);
+    assert.match(run.stderr, /auto-interp: 0 done \(0 passed\), 0 failed, .*; stopped after /);
+    assert.deepEqual(await storedAt(dir), [], "nothing is recorded for an endpoint never reached");
+  });
+});
+
+Deno.test("saeflow autointerp stops after the first feature's attempts when every connection is dropped", async () => {
+  await withTempDir(async (dir) => {
+    const port = startClosingListener();
+    try {
+      const config = await cliSetup(dir, port.baseURL, {
+        top: ["max_workers = 1"],
+        autoInterp: ["max_retries = 2"],
+      });
+      const run = await cliRun(["autointerp", config], dir);
+      assert.equal(
+        failureLine(run, port.baseURL),
+        `saeflow: autointerp: cannot reach the LLM at ${port.baseURL} (connection closed before ` +
+          "message completed) after 3 attempts; nothing more was sent",
+      );
+      assert.equal(port.connections, 3, "the first feature's 3 attempts, none for the other 5");
+    } finally {
+      await port.close();
+    }
+  });
+});
+
+Deno.test("saeflow autointerp whose API key is refused exits 1 after one request per feature in flight", async () => {
+  await withTempDir(async (dir) => {
+    const echo = JSON.stringify({ error: { message: `Incorrect API key provided: ${SECRET}` } });
+    await withServer({ override: () => ({ status: 401, body: echo }) }, async (server) => {
+      const config = await cliSetup(dir, server.baseURL, { top: ["max_workers = 2"] });
+      const run = await cliRun(["autointerp", config], dir);
+      assert.equal(
+        failureLine(run, server.baseURL),
+        `saeflow: autointerp: the LLM at ${server.baseURL} refused the API key ` +
+          "(401 Unauthorized); nothing more was sent",
+      );
+      assert.ok(server.authorizations.every((a) => a === `Bearer ${SECRET}`));
+      assert.ok(server.requests >= 1 && server.requests <= 2, `${server.requests} requests`);
+      assert.deepEqual(await storedAt(dir), []);
+    });
+  });
+});
+
+Deno.test("saeflow autointerp exits 1 when every feature failed and 0 when only some did", async (t) => {
+  await t.step("all failed", async () => {
+    await withTempDir(async (dir) => {
+      await withServer({
+        override: (body) => taskOf(body) === "explain" ? { content: "not JSON" } : undefined,
+      }, async (server) => {
+        const config = await cliSetup(dir, server.baseURL);
+        const run = await cliRun(["autointerp", config], dir);
+        assert.equal(run.code, 1, run.stderr);
+        assert.match(run.stderr, /auto-interp: 0 done \(0 passed\), 6 failed, 1 dead /);
+        assert.match(
+          run.stderr.trimEnd().split("\n").at(-1)!,
+          /^saeflow: autointerp: all 6 features sent to the LLM failed, none was interpreted; feature \d: explanation: the answer is not valid JSON/,
+        );
+        assert.ok(!run.stderr.includes(SECRET));
+        assert.equal((await storedAt(dir)).length, LIVE.length, "the failures are stored");
+      });
+    });
+  });
+
+  await t.step("some failed: unchanged, exit 0 with the count", async () => {
+    await withTempDir(async (dir) => {
+      await withServer({
+        override: (body) =>
+          featureOf(body) === 1 && taskOf(body) === "explain" ? { content: "not JSON" } : undefined,
+      }, async (server) => {
+        const config = await cliSetup(dir, server.baseURL);
+        const run = await cliRun(["autointerp", config], dir);
+        assert.equal(run.code, 0, run.stderr);
+        assert.match(run.stderr, /auto-interp: 5 done \(5 passed\), 1 failed, 1 dead /);
+        assert.match(run.stderr, /auto-interp: feature 1 failed: explanation: /);
+        assert.doesNotMatch(run.stderr, /saeflow: /);
+      });
+    });
+  });
 });

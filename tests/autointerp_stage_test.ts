@@ -12,8 +12,10 @@ import {
   AutoInterpTally,
 } from "../stages/autointerp.ts";
 import type { FeatureRecord, ScoreMetrics } from "../lib/types.ts";
+import { LLMUnavailableError, OpenAIChatClient } from "../lib/autointerp/client.ts";
 import {
   catFeature,
+  closedPortURL,
   type FakeOpenAIServer,
   featureOf,
   rejection,
@@ -302,6 +304,116 @@ Deno.test("autointerp stage: cancelling the output reaches the source and aborts
   });
 });
 
+Deno.test("autointerp stage stops at the first feature that meets an unusable endpoint", async (t) => {
+  await t.step("features finished before are emitted; nothing is sent after the 401", async () => {
+    await withServer({
+      override: (b) => featureOf(b) === 2 ? { status: 401 } : undefined,
+    }, async (server) => {
+      let pulls = 0;
+      const all = features(6);
+      const events: AutoInterpEvent[] = [];
+      const out: FeatureRecord[] = [];
+      const source = new ReadableStream<FeatureRecord>({
+        pull(c) {
+          const r = all[pulls++];
+          if (r) c.enqueue(r);
+          else c.close();
+        },
+      }, { highWaterMark: 0 });
+      const stage = autointerpStage({
+        ...FAST,
+        vocab: TEST_VOCAB,
+        openai_base_url: server.baseURL,
+        max_workers: 1,
+        log: () => {},
+        onFeature: (e) => events.push(e),
+      });
+      const e = await rejection(async () => {
+        for await (const r of source.pipeThrough(stage)) out.push(r);
+      });
+      assert(e instanceof LLMUnavailableError, String(e));
+      assertEquals(
+        e.message,
+        `the LLM at ${server.baseURL} refused the API key (401 Unauthorized)`,
+      );
+      assertEquals(events.map((ev) => [ev.index, ev.status]), [[0, "done"], [1, "done"]]);
+      assertEquals(out.map((r) => r.index), [0, 1]);
+      const requests = server.requests;
+      assertEquals(featureOf(server.bodies.at(-1)!), 2, "the last request was feature 2's");
+      await new Promise((r) => setTimeout(r, 30));
+      assertEquals(server.requests, requests, "nothing was sent after the 401");
+      assert(pulls <= 4, `pulled ${pulls} records`);
+    });
+  });
+
+  await t.step("requests in flight are cancelled and the source is cancelled", async () => {
+    await withServer({
+      override: (b) => featureOf(b) === 1 ? { status: 401 } : { hang: true },
+    }, async (server) => {
+      let cancelled: unknown;
+      const all = features(5);
+      const source = new ReadableStream<FeatureRecord>({
+        pull(c) {
+          const r = all.shift();
+          if (r) c.enqueue(r);
+          else c.close();
+        },
+        cancel(reason) {
+          cancelled = reason;
+        },
+      }, { highWaterMark: 0 });
+      using client = new OpenAIChatClient({
+        model: "scripted",
+        apiKey: "sk-test-stage",
+        baseURL: server.baseURL,
+        timeoutMs: 30_000,
+        maxWorkers: 2,
+      });
+      const stage = autointerpStage({
+        ...FAST,
+        vocab: TEST_VOCAB,
+        client,
+        max_workers: 2,
+        log: () => {},
+      });
+      const e = await rejection(() => Array.fromAsync(source.pipeThrough(stage)));
+      assert(e instanceof LLMUnavailableError, String(e));
+      // The abort reaches feature 0's hung request a few ticks later; its timeout is 30 s.
+      const deadline = performance.now() + 5000;
+      while (client.stats.inFlight > 0 && performance.now() < deadline) {
+        await new Promise((r) => setTimeout(r, 5));
+      }
+      assertEquals(client.stats.inFlight, 0, "feature 0's hung request was cancelled");
+      assertEquals(server.requests, 2);
+      assertEquals(cancelled, e);
+    });
+  });
+
+  await t.step("a closed port: the first feature's retries, then the stream errors", async () => {
+    const url = closedPortURL();
+    const logs: string[] = [];
+    const events: AutoInterpEvent[] = [];
+    const e = await rejection(() =>
+      Array.fromAsync(
+        ReadableStream.from(features(4)).pipeThrough(autointerpStage({
+          ...FAST,
+          vocab: TEST_VOCAB,
+          openai_base_url: url,
+          max_workers: 1,
+          max_retries: 2,
+          log: (l) => logs.push(l),
+          onFeature: (ev) => events.push(ev),
+        })),
+      )
+    );
+    assert(e instanceof LLMUnavailableError, String(e));
+    assertEquals(e.message, `cannot reach the LLM at ${url} (connection refused) after 3 attempts`);
+    assertEquals(events, []);
+    assertEquals(logs.length, 2, logs.join("\n")); // the two retries; no "feature failed" line
+    assert(logs.every((l) => l.includes("(connection failed: connection refused)")));
+  });
+});
+
 Deno.test("autointerp stage passes an upstream error downstream", async () => {
   await withServer({}, async (server) => {
     const boom = new Error("source broke");
@@ -348,7 +460,7 @@ Deno.test("the API key never appears in logs, errors, stored prompts or the show
         const f = featureOf(b);
         const echo = JSON.stringify({ error: { message: `key was ${KEY} (Bearer ${KEY})` } });
         if (f === 0 && n <= 2) return { status: 500, body: echo }; // retried, then fine
-        if (f === 1 && taskOf(b) === "explain") return { status: 401, body: echo }; // fails
+        if (f === 1 && taskOf(b) === "explain") return { status: 400, body: echo }; // fails
         return undefined;
       },
     }));
@@ -368,7 +480,7 @@ Deno.test("the API key never appears in logs, errors, stored prompts or the show
     await server?.close();
   }
   const failed = out.find((r) => r.index === 1)!.interpretation!;
-  assert(failed.error!.includes("HTTP 401"), String(failed.error));
+  assert(failed.error!.includes("HTTP 400"), String(failed.error));
   assert(captured.some((l) => l.includes("HTTP 500")), captured.join("\n"));
   assert(captured.some((l) => l.includes("feature 1 failed")), captured.join("\n"));
   assert(out.some((r) => (r.interpretation?.prompts?.length ?? 0) > 0));

@@ -100,9 +100,11 @@ export interface ChatClient {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { ChatRequestError } from "./client.ts";
  * const e = new ChatRequestError("HTTP 400: bad request", { status: 400, attempts: 1 });
- * console.assert(e.name === "ChatRequestError" && e.status === 400);
+ * assert.equal(e.name, "ChatRequestError");
+ * assert.equal(e.status, 400);
  * ```
  */
 export class ChatRequestError extends Error {
@@ -111,12 +113,72 @@ export class ChatRequestError extends Error {
   /** Attempts made. */
   readonly attempts: number;
 
-  /** Creates the error; `message` must already be free of secrets. */
-  constructor(message: string, info: { status?: number | undefined; attempts: number }) {
-    super(message);
+  /** Creates the error; `message` (and `cause`, if any) must already be free of secrets. */
+  constructor(
+    message: string,
+    info: { status?: number | undefined; attempts: number; cause?: unknown },
+  ) {
+    super(message, "cause" in info ? { cause: info.cause } : undefined);
     this.name = "ChatRequestError";
     this.status = info.status;
     this.attempts = info.attempts;
+  }
+}
+
+/**
+ * Why no request to an endpoint can succeed, whatever it asks:
+ *
+ * - `unreachable`: no HTTP answer at all — connection refused, DNS lookup or TLS handshake
+ *   failed, the connection closed before any response, or (while the endpoint has not answered
+ *   a single request) no answer within the timeout;
+ * - `unauthorized`: HTTP 401, the API key was refused;
+ * - `forbidden`: HTTP 403, the key may not use this endpoint or model;
+ * - `not_found`: HTTP 404, a wrong base URL path or a model the endpoint does not have (OpenAI,
+ *   vLLM and Ollama all answer 404 for an unknown model).
+ */
+export type EndpointFault = "unreachable" | "unauthorized" | "forbidden" | "not_found";
+
+/**
+ * A request failed in a way that every other request would fail too (see
+ * {@linkcode EndpointFault}), so a caller running many requests should stop rather than go on.
+ * Thrown by {@linkcode OpenAIChatClient.complete} after the request's retries (HTTP 401, 403
+ * and 404 are not retried). The message names the base URL — never the API key — and `cause`
+ * holds the last failure, also free of the key.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { ChatRequestError, LLMUnavailableError } from "./client.ts";
+ * const e = new LLMUnavailableError(
+ *   "the LLM at http://127.0.0.1:8000/v1 refused the API key (401 Unauthorized)",
+ *   { fault: "unauthorized", baseURL: "http://127.0.0.1:8000/v1", status: 401, attempts: 1 },
+ * );
+ * assert.ok(e instanceof ChatRequestError);
+ * assert.equal(e.name, "LLMUnavailableError");
+ * assert.equal(e.fault, "unauthorized");
+ * ```
+ */
+export class LLMUnavailableError extends ChatRequestError {
+  /** What is wrong with the endpoint. */
+  readonly fault: EndpointFault;
+  /** The endpoint's base URL (user and password removed). */
+  readonly baseURL: string;
+
+  /** Creates the error; `message` (and `cause`, if any) must already be free of secrets. */
+  constructor(
+    message: string,
+    info: {
+      fault: EndpointFault;
+      baseURL: string;
+      status?: number | undefined;
+      attempts: number;
+      cause?: unknown;
+    },
+  ) {
+    super(message, info);
+    this.name = "LLMUnavailableError";
+    this.fault = info.fault;
+    this.baseURL = info.baseURL;
   }
 }
 
@@ -254,6 +316,12 @@ interface Failure {
   reason: string;
   status?: number | undefined;
   retryAfterMs?: number | undefined;
+  /** Set when every request would fail this way (decided once the retries are used up). */
+  fault?: EndpointFault | undefined;
+  /** For a fault: the short reason its message gives in parentheses. */
+  detail?: string | undefined;
+  /** No answer in time. */
+  timedOut?: boolean;
 }
 
 function describe(e: unknown): string {
@@ -264,12 +332,56 @@ function describe(e: unknown): string {
   return String(e);
 }
 
+/**
+ * Why a connection failed, in a few words: `connection refused`, `DNS lookup failed`,
+ * `TLS handshake failed (...)`, or the innermost cause's message without fetch's
+ * `error sending request for url (...)` preamble (which repeats the URL).
+ */
+function connectionDetail(e: unknown): string {
+  let inner: unknown = e;
+  while (inner instanceof Error && inner.cause instanceof Error) inner = inner.cause;
+  const message = inner instanceof Error ? inner.message || inner.name : String(inner);
+  const text = message.replace(/^error sending request\b.*?: client error \(\w+\): /s, "");
+  if (/connection refused/i.test(text)) return "connection refused";
+  if (/\bdns error\b|failed to lookup address|name or service not known|getaddrinfo/i.test(text)) {
+    return "DNS lookup failed";
+  }
+  if (/certificate|\btls\b|\bssl\b|handshake|corrupt message/i.test(text)) {
+    return `TLS handshake failed (${text})`;
+  }
+  return text;
+}
+
+/** The endpoint's own words from an HTTP error (its `error.message`), on one short line. */
+function serverDetail(e: InstanceType<typeof OpenAI.APIError>): string {
+  const body = e.error as { message?: unknown } | undefined;
+  const text = typeof body?.message === "string"
+    ? body.message
+    : e.message.replace(/^\d{3}\s*/, "");
+  const line = text.split("\n")[0]!.trim();
+  return line.length > 200 ? `${line.slice(0, 199)}…` : line;
+}
+
+const FAULT_OF_STATUS: Record<number, EndpointFault> = {
+  401: "unauthorized",
+  403: "forbidden",
+  404: "not_found",
+};
+
 function classify(e: unknown): Failure {
   if (e instanceof OpenAI.APIConnectionTimeoutError) {
-    return { retryable: true, reason: "the request timed out" };
+    const reason = "the request timed out";
+    return { retryable: true, reason, detail: reason, timedOut: true };
   }
   if (e instanceof OpenAI.APIConnectionError) {
-    return { retryable: true, reason: `connection failed: ${describe(e)}` };
+    // fetch rejected before any response: refused, DNS, TLS, closed before the answer.
+    const detail = connectionDetail(e);
+    return {
+      retryable: true,
+      reason: `connection failed: ${detail}`,
+      fault: "unreachable",
+      detail,
+    };
   }
   if (e instanceof OpenAI.APIError && typeof e.status === "number") {
     const s = e.status;
@@ -278,6 +390,8 @@ function classify(e: unknown): Failure {
       reason: `HTTP ${s}: ${e.message}`,
       status: s,
       retryAfterMs: parseRetryAfter(e.headers),
+      fault: FAULT_OF_STATUS[s],
+      detail: serverDetail(e),
     };
   }
   if (e instanceof SyntaxError) {
@@ -343,6 +457,37 @@ function scrubUserInfo(url: string): string {
   return url.replace(/\/\/[^/@]*@/, "//***@");
 }
 
+const STATUS_TEXT: Record<EndpointFault, string> = {
+  unreachable: "",
+  unauthorized: "401 Unauthorized",
+  forbidden: "403 Forbidden",
+  not_found: "404 Not Found",
+};
+
+/** The one-line message of an {@linkcode LLMUnavailableError}. */
+function faultMessage(
+  fault: EndpointFault,
+  where: { baseURL: string; model: string; proxy: string | undefined },
+  detail: string,
+  attempts: number,
+): string {
+  const at = `the LLM at ${where.baseURL}`;
+  const status = STATUS_TEXT[fault];
+  switch (fault) {
+    case "unreachable":
+      return `cannot reach ${at}${where.proxy ? ` through the proxy ${where.proxy}` : ""} ` +
+        `(${detail}) after ${attempts} attempt${attempts === 1 ? "" : "s"}`;
+    case "unauthorized":
+      // Servers tend to echo (part of) the key in a 401's text: leave it out.
+      return `${at} refused the API key (${status})`;
+    case "forbidden":
+      return `${at} denied access with this API key (${status}${detail ? `: ${detail}` : ""})`;
+    case "not_found":
+      return `${at} has no model "${where.model}" or no chat completions route ` +
+        `(${status}${detail ? `: ${detail}` : ""})`;
+  }
+}
+
 function estimateTokens(request: ChatRequest): number {
   let chars = 0;
   for (const m of request.messages) chars += m.content.length;
@@ -356,24 +501,38 @@ const DEFAULT_MAX_TOKENS = 1000;
  *
  * The `openai` package's own retries are turned off (`maxRetries: 0`) and its logging is off, so
  * these are the only retries and nothing is printed by it. Retried: HTTP 408, 409, 429 and 5xx,
- * timeouts, dropped connections and unparseable bodies; a `Retry-After` (seconds or HTTP date)
- * or `retry-after-ms` header sets the wait, otherwise exponential backoff with jitter. The
- * concurrency permit is released while waiting to retry.
+ * timeouts, failed and dropped connections and unparseable bodies; a `Retry-After` (seconds or
+ * HTTP date) or `retry-after-ms` header sets the wait, otherwise exponential backoff with
+ * jitter. The concurrency permit is released while waiting to retry.
+ *
+ * A request that finally fails rejects with {@linkcode ChatRequestError}, or with its subclass
+ * {@linkcode LLMUnavailableError} when the endpoint itself is unusable: HTTP 401, 403 or 404
+ * (not retried), or, after the retries, no HTTP answer at all (connection refused, DNS, TLS),
+ * or timeouts while the endpoint has never answered a request of this client.
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { OpenAIChatClient } from "./client.ts";
  * const client = new OpenAIChatClient({ model: "gpt-4o-mini", baseURL: "http://127.0.0.1:9/v1", maxWorkers: 4 });
- * console.assert(client.model === "gpt-4o-mini" && client.stats.inFlight === 0);
+ * assert.equal(client.model, "gpt-4o-mini");
+ * assert.equal(client.baseURL, "http://127.0.0.1:9/v1");
+ * assert.equal(client.stats.inFlight, 0);
  * client.close();
  * ```
  */
 export class OpenAIChatClient implements ChatClient {
   /** The model requests go to. */
   readonly model: string;
+  /** The endpoint requests go to (user and password removed), as error messages name it. */
+  readonly baseURL: string;
+  /** Whether the endpoint has answered any request (with any HTTP status or body). */
+  #answered = false;
   #openai: OpenAI;
   #key: string;
   #httpClient: Deno.HttpClient | undefined;
+  /** The proxy, for messages (user and password removed). */
+  #proxy: string | undefined;
   #semaphore: Semaphore;
   #rpm: TokenBucket | undefined;
   #tpm: TokenBucket | undefined;
@@ -401,6 +560,7 @@ export class OpenAIChatClient implements ChatClient {
     this.model = options.model;
     this.#key = resolveApiKey(options);
     this.#httpClient = options.proxy ? createProxyClient(options.proxy) : undefined;
+    this.#proxy = options.proxy ? scrubUserInfo(options.proxy) : undefined;
     this.#openai = new OpenAI({
       apiKey: this.#key,
       baseURL: options.baseURL ?? null,
@@ -410,6 +570,7 @@ export class OpenAIChatClient implements ChatClient {
       timeout: (options.timeoutMs ?? 60_000) + 5_000,
       ...(this.#httpClient ? { fetchOptions: { client: this.#httpClient } } : {}),
     });
+    this.baseURL = scrubSecret(scrubUserInfo(this.#openai.baseURL), this.#key);
     this.#semaphore = new Semaphore(maxWorkers);
     this.#rpm = options.requestsPerMinute ? new TokenBucket(options.requestsPerMinute) : undefined;
     this.#tpm = options.tokensPerMinute ? new TokenBucket(options.tokensPerMinute) : undefined;
@@ -436,12 +597,18 @@ export class OpenAIChatClient implements ChatClient {
       signal?.throwIfAborted();
       attempts = attempt;
       try {
-        return await this.#attempt(request);
+        const response = await this.#attempt(request);
+        this.#answered = true;
+        return response;
       } catch (e) {
         if (signal?.aborted) throw signal.reason;
-        last = e instanceof AttemptTimeout
-          ? { retryable: true, reason: `no answer within ${this.#timeoutMs} ms` }
-          : classify(e);
+        if (e instanceof AttemptTimeout) {
+          const reason = `no answer within ${this.#timeoutMs} ms`;
+          last = { retryable: true, reason, detail: reason, timedOut: true };
+        } else {
+          last = classify(e);
+          if (!last.timedOut && last.fault !== "unreachable") this.#answered = true;
+        }
         last.reason = scrubSecret(last.reason, this.#key);
         if (!last.retryable || attempt > this.#maxRetries) break;
         const fromRetryAfter = last.retryAfterMs !== undefined;
@@ -452,6 +619,22 @@ export class OpenAIChatClient implements ChatClient {
         this.#onRetry?.({ attempt, reason: last.reason, delayMs, fromRetryAfter });
         await sleep(delayMs, signal);
       }
+    }
+    // Timeouts of an endpoint that has not answered a single request: as good as unreachable.
+    if (last.timedOut && !this.#answered) last.fault = "unreachable";
+    if (last.fault) {
+      const detail = scrubSecret(last.detail ?? "", this.#key);
+      const where = { baseURL: this.baseURL, model: this.model, proxy: this.#proxy };
+      throw new LLMUnavailableError(
+        scrubSecret(faultMessage(last.fault, where, detail, attempts), this.#key),
+        {
+          fault: last.fault,
+          baseURL: this.baseURL,
+          status: last.status,
+          attempts,
+          cause: new Error(last.reason),
+        },
+      );
     }
     throw new ChatRequestError(
       scrubSecret(`chat completion failed after ${attempts} attempt(s): ${last.reason}`, this.#key),

@@ -8,7 +8,7 @@
 import type { FeatureAnalysis, FeatureRecord, Interpretation, Sample } from "../types.ts";
 import { AnswerFormatError, type AskContext, newTranscript } from "./_ask.ts";
 import { type Random, seededRandom, shuffled } from "./_random.ts";
-import { type ChatClient, ChatRequestError } from "./client.ts";
+import { type ChatClient, ChatRequestError, LLMUnavailableError } from "./client.ts";
 import { type Example, exampleFromSample } from "./examples.ts";
 import { explainFeature } from "./explainers.ts";
 import type { ResolvedAutoInterpOptions } from "./options.ts";
@@ -140,10 +140,12 @@ function errorMessage(e: unknown): string {
  * `passed` = every scorer that ran reached `pass_threshold` balanced accuracy (and at least one
  * ran).
  *
- * It does not throw for LLM trouble: a request that finally fails or an answer that cannot be
- * parsed twice gives an interpretation with `error` set and `passed: false` (keeping the
- * explanation and the scores obtained so far). It rejects only when `signal` aborts, and with a
- * `RangeError` for a dead feature or a missing analysis (callers skip those first).
+ * It does not throw for this feature's LLM trouble: a request that finally fails or an answer
+ * that cannot be parsed twice gives an interpretation with `error` set and `passed: false`
+ * (keeping the explanation and the scores obtained so far). It rejects when `signal` aborts,
+ * with the client's {@linkcode LLMUnavailableError} when the endpoint itself is unusable
+ * (unreachable, key refused, no such model: every other feature would fail the same way), and
+ * with a `RangeError` for a dead feature or a missing analysis (callers skip those first).
  *
  * @param record The feature, with the analysis named by `options.analysis_name`.
  * @param ctx Client, options, vocabulary.
@@ -207,6 +209,10 @@ export async function interpretFeature(
           return Promise.resolve({ skipped: `${name} scoring is not implemented` });
       }
     }));
+    const unavailable = outcomes.find((o) =>
+      o.status === "rejected" && o.reason instanceof LLMUnavailableError
+    );
+    if (unavailable) throw (unavailable as PromiseRejectedResult).reason;
     const failures: string[] = [];
     outcomes.forEach((o, i) => {
       if (o.status === "fulfilled") result.scores[scorers[i]!] = o.value;
@@ -219,6 +225,7 @@ export async function interpretFeature(
       ran.every((s) => "balanced_accuracy" in s && s.balanced_accuracy >= options.pass_threshold);
   } catch (e) {
     if (ctx.signal?.aborted) throw ctx.signal.reason;
+    if (e instanceof LLMUnavailableError) throw e; // not this feature's failure: nothing is recorded
     result.error = e instanceof Error && e.cause === "scorer" ? e.message : errorMessage(e);
     result.passed = false;
   }

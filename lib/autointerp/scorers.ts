@@ -24,6 +24,7 @@ import {
   type ChatMessage,
   ChatRequestError,
   type ChatResponse,
+  LLMUnavailableError,
   type TokenLogprob,
 } from "./client.ts";
 import { activationMarks, type Example, renderExample } from "./examples.ts";
@@ -369,7 +370,8 @@ class NoLogprobs extends Error {}
 
 /**
  * Runs the simulation scorer; skipped (with the reason) when the endpoint returns no
- * log-probabilities or rejects the request for them.
+ * log-probabilities or rejects the request for them (a 4xx other than 429; a 401, 403 or 404
+ * is the endpoint's {@linkcode LLMUnavailableError} and passes through).
  */
 export async function scoreSimulation(input: ScoreInput, ctx: AskContext): Promise<ScoreResult> {
   const n = ctx.options.simulation_n_examples;
@@ -393,8 +395,8 @@ export async function scoreSimulation(input: ScoreInput, ctx: AskContext): Promi
   } catch (e) {
     if (e instanceof NoLogprobs) return { skipped: "the endpoint returned no log-probabilities" };
     if (
-      e instanceof ChatRequestError && e.status !== undefined && e.status >= 400 &&
-      e.status < 500 && e.status !== 429
+      e instanceof ChatRequestError && !(e instanceof LLMUnavailableError) &&
+      e.status !== undefined && e.status >= 400 && e.status < 500 && e.status !== 429
     ) {
       return { skipped: `the endpoint rejected the log-probability request (${e.message})` };
     }
