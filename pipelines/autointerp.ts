@@ -20,7 +20,7 @@ import { ensureModelDoc, modelNameOf, resolveModel } from "./_model.ts";
 import { formatDuration, type LogFn, runnerProgress, stderrLog } from "./_progress.ts";
 import { selectFeatures } from "./_select.ts";
 import { openSettingsStore } from "./_store.ts";
-import { FeatureWriter } from "./_writer.ts";
+import { storeWriter } from "../stages/store_writer.ts";
 
 /** Options of {@linkcode autoInterp}; every field optional. */
 export interface AutoInterpRunOptions {
@@ -235,10 +235,12 @@ async function run(
     ...(options.log ? { log } : {}),
     ...(options.progressIntervalMs !== undefined ? { intervalMs: options.progressIntervalMs } : {}),
   });
-  const writer = new FeatureWriter(store, {
+  let written = 0;
+  const writer = storeWriter(store, {
     batchSize: options.writeBatch ?? 16,
     maxDelayMs: options.writeDelayMs ?? 1000,
-  });
+    onWritten: (batch) => written += batch.length,
+  }).getWriter();
   // Interpretations are written from the events, not from the stage's output: records the stage
   // has emitted but nobody has read yet are dropped when the run is interrupted.
   let seen = 0;
@@ -251,7 +253,7 @@ async function run(
     }
     progress.update(seen);
     if (event.interpretation && (event.status === "done" || event.status === "failed")) {
-      writer.add({
+      writer.write({
         sae_series: series,
         sae_name: name,
         index: event.index,
@@ -280,7 +282,7 @@ async function run(
     analysis,
     features: seen,
     missing,
-    stored: writer.written,
+    stored: written,
     seconds: (performance.now() - started) / 1000,
     location: store.location,
   });
@@ -291,7 +293,7 @@ async function run(
     await writer.close().catch(() => {});
     log(
       `${tally.line()}; stopped after ${formatDuration(progress.elapsed)}, ` +
-        `${writer.written} interpretations stored in ${store.location}`,
+        `${written} interpretations stored in ${store.location}`,
     );
     const reason = stop.signal.aborted ? stop.signal.reason : error;
     if (reason instanceof LLMUnavailableError) {
