@@ -192,7 +192,8 @@ export function buildProgram(): Command {
     .action(async (config, opts) => {
       const settings = await loadSettings(config, "dla", { overrides: opts.set });
       if (opts.printSettings) return console.log(formatSettings(settings));
-      await directLogitAttribute(settings);
+      // SIGINT/SIGTERM: stops between features (their logits are stored), exits 130/143.
+      await withSignals((signal) => directLogitAttribute(settings, { signal }));
     });
 
   program.command("autointerp")
@@ -205,15 +206,10 @@ export function buildProgram(): Command {
       const settings = await loadSettings(config, "autointerp", { overrides: opts.set });
       if (opts.printSettings) return console.log(formatSettings(settings));
       const features = opts.features?.split(",").map((s) => parseIndex(s.trim()));
-      // Ctrl-C stops cleanly: interpretations already finished are stored.
-      const abort = new AbortController();
-      const onSignal = () => abort.abort(new Error("interrupted"));
-      Deno.addSignalListener("SIGINT", onSignal);
-      try {
-        await autoInterp(settings, { ...(features ? { features } : {}), signal: abort.signal });
-      } finally {
-        Deno.removeSignalListener("SIGINT", onSignal);
-      }
+      // SIGINT/SIGTERM stop cleanly: interpretations already finished are stored; exit 130/143.
+      await withSignals((signal) =>
+        autoInterp(settings, { ...(features ? { features } : {}), signal })
+      );
     });
 
   const show = program.command("show").description("show stored results");

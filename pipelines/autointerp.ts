@@ -7,7 +7,8 @@
 
 import { type ChatClient, LLMUnavailableError, scrubSecret } from "../lib/autointerp/client.ts";
 import { type AutoInterpOptions, resolveAutoInterpOptions } from "../lib/autointerp/options.ts";
-import { ConfigError } from "../lib/errors.ts";
+import { ConfigError, InterruptedError } from "../lib/errors.ts";
+import { signalName } from "./analysis_run.ts";
 import type { AutoInterpSettings } from "../lib/settings/mod.ts";
 import type { FeatureStore } from "../lib/store/mod.ts";
 import {
@@ -296,6 +297,14 @@ async function run(
         `${written} interpretations stored in ${store.location}`,
     );
     const reason = stop.signal.aborted ? stop.signal.reason : error;
+    const byUser = signalName(options.signal);
+    if (byUser) {
+      throw new InterruptedError(
+        byUser,
+        `autointerp: stopped by ${byUser}; ${written} interpretations are stored, a later run does the rest`,
+        { cause: reason },
+      );
+    }
     if (reason instanceof LLMUnavailableError) {
       throw new AutoInterpFailedError(`autointerp: ${reason.message}; nothing more was sent`, {
         cause: reason,

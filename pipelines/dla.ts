@@ -5,6 +5,8 @@
  * @module
  */
 
+import { InterruptedError } from "../lib/errors.ts";
+import { signalName } from "./analysis_run.ts";
 import { attributeSae } from "../lib/dla/mod.ts";
 import type { SessionOptions } from "../lib/ort/mod.ts";
 import type { DirectLogitAttributeSettings } from "../lib/settings/mod.ts";
@@ -142,7 +144,14 @@ export async function directLogitAttribute(
       session: options.session ?? { device },
     });
     for await (const { index, logits } of results) {
-      options.signal?.throwIfAborted();
+      if (options.signal?.aborted) {
+        const byUser = signalName(options.signal);
+        if (!byUser) options.signal.throwIfAborted();
+        throw new InterruptedError(
+          byUser!,
+          `dla: stopped by ${byUser} after ${done} of ${total} features; their logits are stored, a later run does the rest`,
+        );
+      }
       await writer.write({ sae_series: series, sae_name: name, index, analyses: {}, logits });
       progress.update(++done);
     }

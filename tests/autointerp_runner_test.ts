@@ -6,7 +6,7 @@
  */
 
 import assert from "node:assert/strict";
-import { ConfigError } from "../lib/errors.ts";
+import { ConfigError, InterruptedError } from "../lib/errors.ts";
 import { parseSettings } from "../lib/settings/mod.ts";
 import type { AutoInterpSettings } from "../lib/settings/mod.ts";
 import { type FeatureStore, featureToJson } from "../lib/store/mod.ts";
@@ -227,12 +227,17 @@ Deno.test("an interrupted autointerp run resumes where it stopped: every feature
         signal: stop.signal,
         log: () => {},
         onFeature: (e) => {
-          if (e.status === "done" && ++completed === 3) stop.abort(new Error("interrupted"));
+          if (e.status === "done" && ++completed === 3) stop.abort("SIGINT");
         },
       };
+      // As Ctrl-C does through the CLI (withSignals): exit 130 and one line.
       const error = await rejection(() => autoInterp(settings, first));
-      assert.ok(error instanceof Error);
-      assert.equal(error.message, "interrupted");
+      assert.ok(error instanceof InterruptedError, String(error));
+      assert.equal(error.exitCode, 130);
+      assert.equal(
+        error.message,
+        "autointerp: stopped by SIGINT; 3 interpretations are stored, a later run does the rest",
+      );
       assert.deepEqual((await interpreted(store)).map((r) => r.index), [0, 1, 2]);
 
       const summary = await autoInterp(settings, { log: () => {} });

@@ -6,7 +6,7 @@
 
 import assert from "node:assert/strict";
 import { attributeSae, type FeatureDla } from "../lib/dla/mod.ts";
-import { ConfigError } from "../lib/errors.ts";
+import { ConfigError, InterruptedError } from "../lib/errors.ts";
 import { loadSae } from "../lib/sae/mod.ts";
 import {
   type DirectLogitAttributeSettings,
@@ -338,4 +338,26 @@ Deno.test({
       assert.match(bad.stderr, /direct_logit_attributor\.chunk_size: expected a positive integer/);
     });
   },
+});
+
+Deno.test("dla runner stopped by SIGTERM: one InterruptedError line, exit 143, finished logits kept", async () => {
+  await withTempDir(async (dir) => {
+    const stop = new AbortController();
+    const error = await directLogitAttribute({ ...settings(), output_dir: dir }, {
+      session: SESSION,
+      progressIntervalMs: 0,
+      log: (line) => {
+        if (line.startsWith("dla: 2/256 ")) stop.abort("SIGTERM");
+      },
+      signal: stop.signal,
+    }).then(() => undefined, (e) => e);
+    assert.ok(error instanceof InterruptedError, String(error));
+    assert.equal(error.exitCode, 143);
+    assert.equal(
+      error.message,
+      "dla: stopped by SIGTERM after 2 of 256 features; their logits are stored, a later run does the rest",
+    );
+    await using store = await openSettingsStore({ mongo: null, output_dir: dir });
+    assert.deepEqual((await readAll(store)).map((r) => r.index), [0, 1]);
+  });
 });
