@@ -1,7 +1,7 @@
 /**
  * Shared test helpers (not part of the public API; JSR's std/assert cannot be reached from these
  * machines): assertions that a call throws or rejects with a given error class and message, and
- * a `Deno.test` with the resource and op sanitizers on.
+ * a `Deno.test` with the resource and op sanitizers on (as `deno.json` sets them for every test).
  *
  * @module
  */
@@ -108,8 +108,10 @@ export async function assertRejects<E extends Error>(
 }
 
 /**
- * Registers a `Deno.test` with the resource and op sanitizers on (Deno 2 turns them off by
- * default), so that a leaked file handle or pending timer fails the test.
+ * Registers a `Deno.test` with the resource and op sanitizers on, so that a leaked file handle or
+ * pending timer fails the test. Deno 2.8 and later turn them off by default; the project's
+ * `deno.json` turns them on for every test (`test.sanitizeOps`, `test.sanitizeResources`), and
+ * this sets them on the test itself too, so it keeps them under another configuration.
  *
  * @example
  * ```ts ignore
