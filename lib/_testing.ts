@@ -22,11 +22,12 @@ export type MessageCheck = string | { includes: string };
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { assertError } from "./_testing.ts";
  * const e = assertError(new RangeError("index 3 is out of range"), RangeError, {
  *   includes: "out of range",
  * });
- * console.assert(e.message === "index 3 is out of range");
+ * assert.equal(e.message, "index 3 is out of range");
  * ```
  */
 export function assertError<E extends Error>(
@@ -58,12 +59,13 @@ export function assertError<E extends Error>(
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { assertThrows } from "./_testing.ts";
  * const e = assertThrows(() => JSON.parse("{"), SyntaxError);
  * assertThrows(() => {
  *   throw new TypeError("bad dtype F7");
  * }, TypeError, "bad dtype F7");
- * console.assert(e instanceof SyntaxError);
+ * assert(e instanceof SyntaxError);
  * ```
  */
 export function assertThrows<E extends Error>(
@@ -86,12 +88,13 @@ export function assertThrows<E extends Error>(
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { assertRejects } from "./_testing.ts";
  * const e = await assertRejects(() => Deno.readFile("/no/such/file"), Deno.errors.NotFound);
  * await assertRejects(() => Promise.reject(new RangeError("row 7 is too long")), RangeError, {
  *   includes: "row 7",
  * });
- * console.assert(e instanceof Deno.errors.NotFound);
+ * assert(e instanceof Deno.errors.NotFound);
  * ```
  */
 export async function assertRejects<E extends Error>(

@@ -10,9 +10,10 @@
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { ConfigError } from "./errors.ts";
  * const e = new ConfigError("analyzer.total_analyzing_tokens: expected a positive integer, got -1");
- * console.assert(e.name === "ConfigError");
+ * assert.equal(e.name, "ConfigError");
  * ```
  */
 export class ConfigError extends Error {
@@ -28,9 +29,10 @@ export class ConfigError extends Error {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { StoreUnavailableError } from "./errors.ts";
  * const e = new StoreUnavailableError("Cannot reach MongoDB at localhost:27017 within 3000 ms");
- * console.assert(e.name === "StoreUnavailableError");
+ * assert.equal(e.name, "StoreUnavailableError");
  * ```
  */
 export class StoreUnavailableError extends Error {
@@ -46,9 +48,10 @@ export class StoreUnavailableError extends Error {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { ConfigError, exitCodeFor } from "./errors.ts";
- * console.assert(exitCodeFor(new ConfigError("x")) === 2);
- * console.assert(exitCodeFor(new Error("x")) === 1);
+ * assert.equal(exitCodeFor(new ConfigError("x")), 2);
+ * assert.equal(exitCodeFor(new Error("x")), 1);
  * ```
  */
 export function exitCodeFor(error: unknown): 1 | 2 {

@@ -64,10 +64,11 @@ export interface StoreSettings {
  * @throws {StoreUnavailableError} When the server cannot be reached or the file opened.
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { openSettingsStore } from "./_shared.ts";
  * const dir = await Deno.makeTempDir();
  * await using store = await openSettingsStore({ mongo: null, output_dir: dir });
- * console.assert(store.location.startsWith(dir));
+ * assert(store.location.startsWith(dir));
  * ```
  */
 export async function openSettingsStore(settings: StoreSettings): Promise<FeatureStore> {
@@ -105,10 +106,11 @@ async function exists(path: string): Promise<boolean> {
  * @returns The repository id and the folder within it (`""` for the whole repository).
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { saeHubLocation } from "./_shared.ts";
  * const l = saeHubLocation("fnlp/Llama3_1-8B-Base-L15R-8x");
- * console.assert(l.repo === "fnlp/Llama3_1-8B-Base-LXR-8x" && l.folder === "Llama3_1-8B-Base-L15R-8x");
- * console.assert(saeHubLocation("org/saes/blocks.3.hook_resid_post").folder === "blocks.3.hook_resid_post");
+ * assert(l.repo === "fnlp/Llama3_1-8B-Base-LXR-8x" && l.folder === "Llama3_1-8B-Base-L15R-8x");
+ * assert.equal(saeHubLocation("org/saes/blocks.3.hook_resid_post").folder, "blocks.3.hook_resid_post");
  * ```
  */
 export function saeHubLocation(path: string): { repo: string; folder: string } {
@@ -132,12 +134,13 @@ export function saeHubLocation(path: string): { repo: string; folder: string } {
  * @throws {ConfigError} When the SAE cannot be found or its checkpoint is bad.
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { loadSettingsSae } from "./_shared.ts";
  * const sae = await loadSettingsSae({
  *   pretrained_name_or_path: new URL("../fixtures/sae/lm-saes-relu", import.meta.url).pathname,
  *   device: "cpu", dtype: "float32", fold_activation_scale: true, strict_loading: true,
  * });
- * console.assert(sae.dSae === 256 && sae.hookPointIn === "blocks.3.hook_resid_post");
+ * assert(sae.dSae === 256 && sae.hookPointIn === "blocks.3.hook_resid_post");
  * ```
  */
 export async function loadSettingsSae(
@@ -167,10 +170,11 @@ export async function loadSettingsSae(
  * @returns The document for `putSae`.
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { saeDocOf } from "./_shared.ts";
  * import type { SaeDescription } from "../lib/sae/mod.ts";
  * const sae = { path: "/saes/l3", dSae: 8, dModel: 4, hookPointIn: "blocks.3.hook_resid_post", config: {} } as SaeDescription;
- * console.assert(saeDocOf(sae, { series: "x", name: "l3", model: "m" }).d_sae === 8);
+ * assert.equal(saeDocOf(sae, { series: "x", name: "l3", model: "m" }).d_sae, 8);
  * ```
  */
 export function saeDocOf(
@@ -197,12 +201,13 @@ export function saeDocOf(
  * @returns The stored document (the existing one when there was one).
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { ensureSaeDoc, openSettingsStore } from "./_shared.ts";
  * await using store = await openSettingsStore({ mongo: null, output_dir: await Deno.makeTempDir() });
  * const doc = { name: "l3", series: "x", path: "/p", config: {}, d_sae: 8, d_model: 4, hook_point: "h", model: "m" };
  * await ensureSaeDoc(store, doc);
  * const again = await ensureSaeDoc(store, { ...doc, path: "/elsewhere" });
- * console.assert(again.path === "/p");
+ * assert.equal(again.path, "/p");
  * ```
  */
 export async function ensureSaeDoc(store: FeatureStore, doc: SaeDoc): Promise<SaeDoc> {
@@ -231,8 +236,9 @@ export interface ModelSettings {
  * @throws {ConfigError} When neither is set.
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { modelNameOf } from "./_shared.ts";
- * console.assert(modelNameOf({ model_name: "pythia", model: null }) === "pythia");
+ * assert.equal(modelNameOf({ model_name: "pythia", model: null }), "pythia");
  * ```
  */
 export function modelNameOf(settings: ModelSettings): string {
@@ -265,6 +271,7 @@ export interface ResolvedModel {
  * @throws {ConfigError} When the folder cannot be found or holds no ONNX model.
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { resolveModel } from "./_shared.ts";
  * import { LanguageModelConfigSchema } from "../lib/settings/mod.ts";
  * const m = await resolveModel({
@@ -273,7 +280,7 @@ export interface ResolvedModel {
  *     model_from_pretrained_path: new URL("../fixtures/tiny-neox", import.meta.url).pathname,
  *   }),
  * });
- * console.assert(m.dir.onnxPath.endsWith("model.onnx"));
+ * assert(m.dir.onnxPath.endsWith("model.onnx"));
  * ```
  */
 export async function resolveModel(
@@ -313,10 +320,11 @@ export async function resolveModel(
  * @throws {ConfigError} When the folder has no `tokenizer.json` or it cannot be loaded.
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { loadModelDir } from "../lib/onnx/mod.ts";
  * import { loadVocab } from "./_shared.ts";
  * const vocab = await loadVocab(await loadModelDir(new URL("../fixtures/tiny-neox", import.meta.url).pathname));
- * console.assert(vocab.length > 0 && vocab[0] === "<|endoftext|>");
+ * assert(vocab.length > 0 && vocab[0] === "<|endoftext|>");
  * ```
  */
 export async function loadVocab(dir: ModelDir): Promise<string[]> {
@@ -337,6 +345,7 @@ export async function loadVocab(dir: ModelDir): Promise<string[]> {
  * @returns The stored model document.
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { ensureModelDoc, openSettingsStore, resolveModel } from "./_shared.ts";
  * await using store = await openSettingsStore({ mongo: null, output_dir: await Deno.makeTempDir() });
  * import { LanguageModelConfigSchema } from "../lib/settings/mod.ts";
@@ -346,7 +355,7 @@ export async function loadVocab(dir: ModelDir): Promise<string[]> {
  *   model: LanguageModelConfigSchema.parse({ model_from_pretrained_path }),
  * });
  * const doc = await ensureModelDoc(store, model);
- * console.assert((await store.getModel("tiny-neox"))?.vocab.length === doc.vocab.length);
+ * assert((await store.getModel("tiny-neox"))?.vocab.length === doc.vocab.length);
  * ```
  */
 export async function ensureModelDoc(store: FeatureStore, model: ResolvedModel): Promise<ModelDoc> {
@@ -391,10 +400,11 @@ export interface FeatureSelectionSettings {
  * @throws {ConfigError} For an index ≥ `dSae`, or `top_k_features` with no store or no analysis.
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { selectFeatures } from "./_shared.ts";
  * const base = { features: null, top_k_features: null, analysis_name: "default", sae_series: "x", sae_name: "s" };
- * console.assert((await selectFeatures({ ...base, feature_range: [2, 4] }))?.join() === "2,3,4");
- * console.assert((await selectFeatures({ ...base, feature_range: null })) === null);
+ * assert((await selectFeatures({ ...base, feature_range: [2, 4] }))?.join() === "2,3,4");
+ * assert.equal(await selectFeatures({ ...base, feature_range: null }), null);
  * ```
  */
 export async function selectFeatures(
@@ -469,6 +479,7 @@ export interface FeatureWriterOptions {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { FeatureWriter, openSettingsStore } from "./_shared.ts";
  * await using store = await openSettingsStore({ mongo: null, output_dir: await Deno.makeTempDir() });
  * const writer = new FeatureWriter(store, { batchSize: 2 });
@@ -476,7 +487,7 @@ export interface FeatureWriterOptions {
  *   await writer.add({ sae_series: "x", sae_name: "s", index, analyses: {} });
  * }
  * await writer.close();
- * console.assert(writer.written === 3 && (await store.getFeature("x", "s", 2)) !== null);
+ * assert(writer.written === 3 && (await store.getFeature("x", "s", 2)) !== null);
  * ```
  */
 export class FeatureWriter {
@@ -596,11 +607,12 @@ export interface RunnerProgressOptions {
  * @returns The reporter.
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { runnerProgress } from "./_shared.ts";
  * const lines: string[] = [];
  * const p = runnerProgress({ label: "dla", unit: "features", total: 4, log: (l) => lines.push(l), intervalMs: 0 });
  * p.update(2);
- * console.assert(lines[0]!.startsWith("dla: 2/4 features  "));
+ * assert(lines[0]!.startsWith("dla: 2/4 features  "));
  * ```
  */
 export function runnerProgress(options: RunnerProgressOptions): Progress {
@@ -641,8 +653,9 @@ function stderrIsTerminal(): boolean {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { formatRate } from "./_shared.ts";
- * console.assert(formatRate(12.345) === "12.3" && formatRate(2048.4) === "2,048");
+ * assert(formatRate(12.345) === "12.3" && formatRate(2048.4) === "2,048");
  * ```
  */
 export function formatRate(rate: number): string {
@@ -656,8 +669,9 @@ export function formatRate(rate: number): string {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { formatDuration } from "./_shared.ts";
- * console.assert(formatDuration(245) === "4 min 05 s" && formatDuration(0.5) === "500 ms");
+ * assert(formatDuration(245) === "4 min 05 s" && formatDuration(0.5) === "500 ms");
  * ```
  */
 export function formatDuration(seconds: number): string {

@@ -80,8 +80,9 @@ export interface Shard {
  * @throws {ConfigError} Unless `text` is two integers with `0 <= i < N`.
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { parseShard } from "./analyze.ts";
- * console.assert(parseShard("1/4").index === 1);
+ * assert.equal(parseShard("1/4").index, 1);
  * ```
  */
 export function parseShard(text: string, where = "--shard"): Shard {
@@ -138,11 +139,12 @@ function index(text: string, where: string): number {
  * @throws {ConfigError} For a malformed or out-of-range value, naming where it came from.
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { resolveShard } from "./analyze.ts";
  * const env = { JOB_COMPLETION_INDEX: "2", SAEFLOW_SHARDS: "4" } as Record<string, string>;
  * const shard = resolveShard({ env: (n) => env[n] });
- * console.assert(shard?.index === 2 && shard.count === 4);
- * console.assert(resolveShard({ env: () => undefined }) === undefined);
+ * assert(shard?.index === 2 && shard.count === 4);
+ * assert.equal(resolveShard({ env: () => undefined }), undefined);
  * ```
  */
 export function resolveShard(options: ResolveShardOptions = {}): Shard | undefined {

@@ -84,6 +84,7 @@ export interface AutoInterpRunSummary extends AutoInterpSummary {
  * @returns The options for `autointerpStage` / `resolveAutoInterpOptions`.
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { autoInterpOptionsOf } from "./autointerp.ts";
  * import { AutoInterpSettingsSchema } from "../lib/settings/mod.ts";
  * const s = AutoInterpSettingsSchema.parse({
@@ -91,7 +92,7 @@ export interface AutoInterpRunSummary extends AutoInterpSummary {
  *   auto_interp: { openai_model: "gpt-4o-mini" },
  * });
  * const o = autoInterpOptionsOf(s);
- * console.assert(o.max_workers === 3 && o.openai_model === "gpt-4o-mini" && !("temperature" in o));
+ * assert(o.max_workers === 3 && o.openai_model === "gpt-4o-mini" && !("temperature" in o));
  * ```
  */
 export function autoInterpOptionsOf(settings: AutoInterpSettings): AutoInterpOptions {
@@ -128,6 +129,7 @@ export function autoInterpOptionsOf(settings: AutoInterpSettings): AutoInterpOpt
  * @throws {StoreUnavailableError} When the store cannot be opened.
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { autoInterp } from "./autointerp.ts";
  * import { AutoInterpSettingsSchema } from "../lib/settings/mod.ts";
  * import { openSettingsStore } from "./_shared.ts";
@@ -144,7 +146,7 @@ export function autoInterpOptionsOf(settings: AutoInterpSettings): AutoInterpOpt
  * }
  * const client = { model: "none", complete: () => Promise.reject(new Error("not called")) };
  * const summary = await autoInterp(settings, { client, log: () => {} });
- * console.assert(summary.skipped_dead === 1 && summary.done === 0);
+ * assert(summary.skipped_dead === 1 && summary.done === 0);
  * ```
  */
 export async function autoInterp(

@@ -80,10 +80,11 @@ export function pseudoTokens(text: string): string[] {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { startOpenAIServer } from "./_openai_server.ts";
  * const server = startOpenAIServer(() => ({ content: "hi" }));
  * const r = await fetch(`${server.baseURL}/chat/completions`, { method: "POST", body: JSON.stringify({ model: "m", messages: [] }) });
- * console.assert((await r.json()).choices[0].message.content === "hi");
+ * assert.equal((await r.json()).choices[0].message.content, "hi");
  * await server.close();
  * ```
  */

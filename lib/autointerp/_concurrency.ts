@@ -40,12 +40,13 @@ export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { Semaphore } from "./_concurrency.ts";
  * const s = new Semaphore(1);
  * const release = await s.acquire();
- * console.assert(s.inUse === 1);
+ * assert.equal(s.inUse, 1);
  * release();
- * console.assert(s.inUse === 0);
+ * assert.equal(s.inUse, 0);
  * ```
  */
 export class Semaphore {
@@ -111,10 +112,11 @@ export class Semaphore {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { TokenBucket } from "./_concurrency.ts";
  * const b = new TokenBucket(60);
  * await b.take(1);
- * console.assert(b.level <= 59.1);
+ * assert(b.level <= 59.1);
  * ```
  */
 export class TokenBucket {

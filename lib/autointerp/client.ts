@@ -73,6 +73,7 @@ export interface ChatResponse {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import type { ChatClient } from "./client.ts";
  * const echo: ChatClient = {
  *   model: "echo",
@@ -82,7 +83,7 @@ export interface ChatResponse {
  *       usage: { prompt_tokens: 0, completion_tokens: 0 },
  *     }),
  * };
- * console.assert((await echo.complete({ messages: [{ role: "user", content: "hi" }] })).content === "hi");
+ * assert.equal((await echo.complete({ messages: [{ role: "user", content: "hi" }] })).content, "hi");
  * ```
  */
 export interface ChatClient {
@@ -100,9 +101,10 @@ export interface ChatClient {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { ChatRequestError } from "./client.ts";
  * const e = new ChatRequestError("HTTP 400: bad request", { status: 400, attempts: 1 });
- * console.assert(e.name === "ChatRequestError" && e.status === 400);
+ * assert(e.name === "ChatRequestError" && e.status === 400);
  * ```
  */
 export class ChatRequestError extends Error {
@@ -186,8 +188,9 @@ export interface ChatClientStats {
  * @returns The text with each occurrence replaced by `***`.
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { scrubSecret } from "./client.ts";
- * console.assert(scrubSecret("key sk-abc123 here", "sk-abc123") === "key *** here");
+ * assert.equal(scrubSecret("key sk-abc123 here", "sk-abc123"), "key *** here");
  * ```
  */
 export function scrubSecret(text: string, secret: string | undefined): string {
@@ -204,10 +207,11 @@ export function scrubSecret(text: string, secret: string | undefined): string {
  * @returns The delay in milliseconds, or `undefined` when there is no usable header.
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { parseRetryAfter } from "./client.ts";
- * console.assert(parseRetryAfter(new Headers({ "retry-after": "2" })) === 2000);
+ * assert.equal(parseRetryAfter(new Headers({ "retry-after": "2" })), 2000);
  * const at = Date.parse("Wed, 21 Oct 2015 07:28:10 GMT");
- * console.assert(parseRetryAfter(new Headers({ "retry-after": "Wed, 21 Oct 2015 07:28:10 GMT" }), at - 3000) === 3000);
+ * assert.equal(parseRetryAfter(new Headers({ "retry-after": "Wed, 21 Oct 2015 07:28:10 GMT" }), at - 3000), 3000);
  * ```
  */
 export function parseRetryAfter(
@@ -234,9 +238,10 @@ export function parseRetryAfter(
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { backoffDelay } from "./client.ts";
- * console.assert(backoffDelay(3, 100, 10_000, () => 0) === 200);
- * console.assert(backoffDelay(3, 100, 10_000, () => 0.999) < 400);
+ * assert.equal(backoffDelay(3, 100, 10_000, () => 0), 200);
+ * assert(backoffDelay(3, 100, 10_000, () => 0.999) < 400);
  * ```
  */
 export function backoffDelay(
@@ -362,9 +367,10 @@ const DEFAULT_MAX_TOKENS = 1000;
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { OpenAIChatClient } from "./client.ts";
  * const client = new OpenAIChatClient({ model: "gpt-4o-mini", baseURL: "http://127.0.0.1:9/v1", maxWorkers: 4 });
- * console.assert(client.model === "gpt-4o-mini" && client.stats.inFlight === 0);
+ * assert(client.model === "gpt-4o-mini" && client.stats.inFlight === 0);
  * client.close();
  * ```
  */

@@ -88,6 +88,7 @@ export const MIN_ENCODER_OPSET = 11;
  *   thresholds, or d_sae ≥ 2^24
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { encoderNodes } from "./encoder_graph.ts";
  * import type { SaeDescription } from "./mod.ts";
  * const sae = {
@@ -98,7 +99,7 @@ export const MIN_ENCODER_OPSET = 11;
  *   normalization: { perToken: "none" },
  * } as unknown as SaeDescription;
  * const parts = encoderNodes(sae, { input: "x", mask: "mask" });
- * console.assert(parts.outputs.value === "value" && parts.nodes.some((n) => n.opType === "Gemm"));
+ * assert(parts.outputs.value === "value" && parts.nodes.some((n) => n.opType === "Gemm"));
  * ```
  */
 export function encoderNodes(sae: SaeDescription, options: EncoderNodesOptions): EncoderNodes {
@@ -333,6 +334,7 @@ const ELEM_CODES: Record<string, number> = {
  * @throws {TypeError} for an element type it does not know
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { buildModel } from "./encoder_graph.ts";
  * const bytes = buildModel({
  *   nodes: [{ opType: "Relu", inputs: ["x"], outputs: ["y"] }],
@@ -340,7 +342,7 @@ const ELEM_CODES: Record<string, number> = {
  *   inputs: [{ name: "x", elemType: "float32", dims: ["n"] }],
  *   outputs: [{ name: "y", elemType: "float32", dims: ["n"] }],
  * });
- * console.assert(bytes.length > 0);
+ * assert(bytes.length > 0);
  * ```
  */
 export function buildModel(parts: {

@@ -53,6 +53,7 @@ export interface EncoderGraphOptions {
  * @returns the serialized ONNX model (opset 17)
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { buildEncoderGraph } from "./onnx_encoder.ts";
  * import type { SaeDescription } from "./mod.ts";
  * const sae = {
@@ -63,7 +64,7 @@ export interface EncoderGraphOptions {
  *   normalization: { perToken: "none" },
  * } as unknown as SaeDescription;
  * const bytes = buildEncoderGraph(sae);
- * console.assert(bytes.length > 0);
+ * assert(bytes.length > 0);
  * ```
  */
 export function buildEncoderGraph(
@@ -113,8 +114,9 @@ export interface FusedModelNames {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { fusedModelNames } from "./onnx_encoder.ts";
- * console.assert(fusedModelNames().mask === "saeflow_sae/mask");
+ * assert.equal(fusedModelNames().mask, "saeflow_sae/mask");
  * ```
  */
 export function fusedModelNames(prefix = "saeflow_sae/"): FusedModelNames {
@@ -145,6 +147,7 @@ export function fusedModelNames(prefix = "saeflow_sae/"): FusedModelNames {
  *   float16, a hook whose recorded width differs from the SAE's d_model, or a name collision
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { buildFusedModel, fusedModelNames } from "./onnx_encoder.ts";
  * import { OnnxModel } from "../onnx/mod.ts";
  * import type { SaeDescription } from "./mod.ts";
@@ -159,7 +162,7 @@ export function fusedModelNames(prefix = "saeflow_sae/"): FusedModelNames {
  *   normalization: { perToken: "none" },
  * } as unknown as SaeDescription;
  * const fused = buildFusedModel(lm, "blocks.1.hook_resid_post", sae);
- * console.assert(fused.outputs.map((o) => o.name).join() === Object.values(fusedModelNames()).slice(1).join());
+ * assert.equal(fused.outputs.map((o) => o.name).join(), Object.values(fusedModelNames()).slice(1).join());
  * ```
  */
 export function buildFusedModel(
@@ -234,6 +237,7 @@ export interface FuseCheck {
  * @returns whether, and why not
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { canFuse } from "./onnx_encoder.ts";
  * import { OnnxModel } from "../onnx/mod.ts";
  * import type { SaeDescription } from "./mod.ts";
@@ -241,8 +245,8 @@ export interface FuseCheck {
  *   new URL("../../fixtures/tiny-neox/model.onnx", import.meta.url).pathname,
  * );
  * const sae = { dModel: 64, path: "s", hookPointIn: "blocks.9.hook_resid_post" } as SaeDescription;
- * console.assert(!canFuse(lm, sae).fusable);
- * console.assert(canFuse(lm, sae, "blocks.3.hook_resid_post").fusable);
+ * assert(!canFuse(lm, sae).fusable);
+ * assert(canFuse(lm, sae, "blocks.3.hook_resid_post").fusable);
  * ```
  */
 export function canFuse(lm: OnnxModel, sae: SaeDescription, hookPoint?: string): FuseCheck {
@@ -366,6 +370,7 @@ function countOnes(mask: Uint8Array): number {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { SaeEncoder } from "./onnx_encoder.ts";
  * import type { SaeDescription } from "./mod.ts";
  * const sae = {
@@ -377,7 +382,7 @@ function countOnes(mask: Uint8Array): number {
  * } as unknown as SaeDescription;
  * await using enc = await SaeEncoder.create(sae, { intraOpThreads: 1 });
  * const acts = await enc.encode(new Float32Array([1, 2, 5, 5]), 2, new Uint8Array([1, 0]));
- * console.assert([...acts.feature].join() === "0,1" && acts.value[0] === 3);
+ * assert([...acts.feature].join() === "0,1" && acts.value[0] === 3);
  * ```
  */
 export class SaeEncoder implements AsyncDisposable {
@@ -495,6 +500,7 @@ export interface FusedInput {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { FusedSaeEncoder } from "./onnx_encoder.ts";
  * import type { SaeDescription } from "./mod.ts";
  * const sae = {
@@ -514,7 +520,7 @@ export interface FusedInput {
  *   batchSize: 1, contextSize: 3, tokens: new Int32Array([0, 5, 6]),
  *   attention: new Uint8Array([1, 1, 1]), mask: new Uint8Array([0, 1, 1]),
  * });
- * console.assert(acts.position.every((p) => p > 0));
+ * assert(acts.position.every((p) => p > 0));
  * ```
  */
 export class FusedSaeEncoder implements AsyncDisposable {

@@ -93,9 +93,10 @@ export interface MongoStoreOptions {
  * @throws {ConfigError} For another scheme, an empty value or a malformed host list.
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { normalizeMongoUri } from "./mongo.ts";
- * console.assert(normalizeMongoUri("localhost") === "mongodb://localhost:27017/");
- * console.assert(normalizeMongoUri("mongodb://h:1/x") === "mongodb://h:1/x");
+ * assert.equal(normalizeMongoUri("localhost"), "mongodb://localhost:27017/");
+ * assert.equal(normalizeMongoUri("mongodb://h:1/x"), "mongodb://h:1/x");
  * ```
  */
 export function normalizeMongoUri(uri: string): string {
@@ -135,8 +136,9 @@ function authority(uri: string): { userinfo: string; hosts: string; srv: boolean
  * @returns E.g. `localhost:27017` or `a:1,b:2`.
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { mongoHosts } from "./mongo.ts";
- * console.assert(mongoHosts("mongodb://u:secret@db1,db2:27018/x") === "db1:27017,db2:27018");
+ * assert.equal(mongoHosts("mongodb://u:secret@db1,db2:27018/x"), "db1:27017,db2:27018");
  * ```
  */
 export function mongoHosts(uri: string): string {
@@ -259,12 +261,13 @@ export class MongoFeatureStore implements FeatureStore {
    * @throws {ConfigError} For a malformed URI or database name.
    * @example
    * ```ts
+   * import assert from "node:assert/strict";
    * import { MongoFeatureStore } from "./mongo.ts";
    * import { StoreUnavailableError } from "../errors.ts";
    * try {
    *   await MongoFeatureStore.open({ uri: "mongodb://127.0.0.1:1/", db: "x", timeoutMs: 200 });
    * } catch (e) {
-   *   console.assert(e instanceof StoreUnavailableError);
+   *   assert(e instanceof StoreUnavailableError);
    * }
    * ```
    */
