@@ -20,7 +20,9 @@ export type Random = () => number;
  * import { mulberry32 } from "./_random.ts";
  * const a = mulberry32(42), b = mulberry32(42);
  * const x = a();
- * assert(x === b() && x >= 0 && x < 1);
+ * assert.equal(x, b());
+ * assert(x >= 0);
+ * assert(x < 1);
  * assert.equal(mulberry32(-1)(), mulberry32(0xffffffff)());
  * ```
  */

@@ -51,7 +51,8 @@ function count(n: number): string {
  * const p = new Progress({ unit: "tokens", total: 100, write: (s) => lines.push(s), inPlace: false, interval: 1, now: () => t });
  * t = 2000;
  * p.update(50);
- * assert(lines[0]!.includes("50/100 tokens") && lines[0]!.includes("25 tokens/s"));
+ * assert(lines[0]!.includes("50/100 tokens"));
+ * assert(lines[0]!.includes("25 tokens/s"));
  * ```
  */
 export class Progress {

@@ -22,7 +22,8 @@ import type { FeatureRecord } from "../lib/types.ts";
  * import { loadSettings } from "../lib/settings/mod.ts";
  * const demo = new URL("../fixtures/demo/analyze.toml", import.meta.url).pathname;
  * const o = analyzerOptionsOf(await loadSettings(demo, "analyze"));
- * assert(o.analysisName === "default" && o.limitTokens === undefined);
+ * assert.equal(o.analysisName, "default");
+ * assert.equal(o.limitTokens, undefined);
  * ```
  */
 export function analyzerOptionsOf(settings: AnalyzeSAESettings): FeatureAnalyzerOptions {

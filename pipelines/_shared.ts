@@ -109,7 +109,8 @@ async function exists(path: string): Promise<boolean> {
  * import assert from "node:assert/strict";
  * import { saeHubLocation } from "./_shared.ts";
  * const l = saeHubLocation("fnlp/Llama3_1-8B-Base-L15R-8x");
- * assert(l.repo === "fnlp/Llama3_1-8B-Base-LXR-8x" && l.folder === "Llama3_1-8B-Base-L15R-8x");
+ * assert.equal(l.repo, "fnlp/Llama3_1-8B-Base-LXR-8x");
+ * assert.equal(l.folder, "Llama3_1-8B-Base-L15R-8x");
  * assert.equal(saeHubLocation("org/saes/blocks.3.hook_resid_post").folder, "blocks.3.hook_resid_post");
  * ```
  */
@@ -140,7 +141,8 @@ export function saeHubLocation(path: string): { repo: string; folder: string } {
  *   pretrained_name_or_path: new URL("../fixtures/sae/lm-saes-relu", import.meta.url).pathname,
  *   device: "cpu", dtype: "float32", fold_activation_scale: true, strict_loading: true,
  * });
- * assert(sae.dSae === 256 && sae.hookPointIn === "blocks.3.hook_resid_post");
+ * assert.equal(sae.dSae, 256);
+ * assert.equal(sae.hookPointIn, "blocks.3.hook_resid_post");
  * ```
  */
 export async function loadSettingsSae(
@@ -324,7 +326,8 @@ export async function resolveModel(
  * import { loadModelDir } from "../lib/onnx/mod.ts";
  * import { loadVocab } from "./_shared.ts";
  * const vocab = await loadVocab(await loadModelDir(new URL("../fixtures/tiny-neox", import.meta.url).pathname));
- * assert(vocab.length > 0 && vocab[0] === "<|endoftext|>");
+ * assert(vocab.length > 0);
+ * assert.equal(vocab[0], "<|endoftext|>");
  * ```
  */
 export async function loadVocab(dir: ModelDir): Promise<string[]> {
@@ -487,7 +490,8 @@ export interface FeatureWriterOptions {
  *   await writer.add({ sae_series: "x", sae_name: "s", index, analyses: {} });
  * }
  * await writer.close();
- * assert(writer.written === 3 && (await store.getFeature("x", "s", 2)) !== null);
+ * assert.equal(writer.written, 3);
+ * assert((await store.getFeature("x", "s", 2)) !== null);
  * ```
  */
 export class FeatureWriter {
@@ -655,7 +659,8 @@ function stderrIsTerminal(): boolean {
  * ```ts
  * import assert from "node:assert/strict";
  * import { formatRate } from "./_shared.ts";
- * assert(formatRate(12.345) === "12.3" && formatRate(2048.4) === "2,048");
+ * assert.equal(formatRate(12.345), "12.3");
+ * assert.equal(formatRate(2048.4), "2,048");
  * ```
  */
 export function formatRate(rate: number): string {
@@ -671,7 +676,8 @@ export function formatRate(rate: number): string {
  * ```ts
  * import assert from "node:assert/strict";
  * import { formatDuration } from "./_shared.ts";
- * assert(formatDuration(245) === "4 min 05 s" && formatDuration(0.5) === "500 ms");
+ * assert.equal(formatDuration(245), "4 min 05 s");
+ * assert.equal(formatDuration(0.5), "500 ms");
  * ```
  */
 export function formatDuration(seconds: number): string {

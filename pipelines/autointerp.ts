@@ -92,7 +92,9 @@ export interface AutoInterpRunSummary extends AutoInterpSummary {
  *   auto_interp: { openai_model: "gpt-4o-mini" },
  * });
  * const o = autoInterpOptionsOf(s);
- * assert(o.max_workers === 3 && o.openai_model === "gpt-4o-mini" && !("temperature" in o));
+ * assert.equal(o.max_workers, 3);
+ * assert.equal(o.openai_model, "gpt-4o-mini");
+ * assert(!("temperature" in o));
  * ```
  */
 export function autoInterpOptionsOf(settings: AutoInterpSettings): AutoInterpOptions {
@@ -146,7 +148,8 @@ export function autoInterpOptionsOf(settings: AutoInterpSettings): AutoInterpOpt
  * }
  * const client = { model: "none", complete: () => Promise.reject(new Error("not called")) };
  * const summary = await autoInterp(settings, { client, log: () => {} });
- * assert(summary.skipped_dead === 1 && summary.done === 0);
+ * assert.equal(summary.skipped_dead, 1);
+ * assert.equal(summary.done, 0);
  * ```
  */
 export async function autoInterp(

@@ -159,7 +159,8 @@ function defaultClient(o: ResolvedAutoInterpOptions, log: (line: string) => void
  *   client: { model: "none", complete: () => Promise.reject(new Error("unused")) },
  * });
  * const out = await Array.fromAsync(ReadableStream.from([dead]).pipeThrough(stage));
- * assert(out.length === 1 && out[0]!.interpretation === undefined);
+ * assert.equal(out.length, 1);
+ * assert.equal(out[0]!.interpretation, undefined);
  * ```
  */
 export function autointerpStage(

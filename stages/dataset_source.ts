@@ -86,7 +86,8 @@ async function* interleaved(
  * const corpus = new URL("../fixtures/text/corpus.jsonl", import.meta.url).pathname;
  * const stream = datasetSource([{ name: "a", pathOrId: corpus }, { name: "b", pathOrId: corpus }]);
  * const records = await Array.fromAsync(stream);
- * assert(records[0]!.source === "a" && records.at(-1)!.source === "b");
+ * assert.equal(records[0]!.source, "a");
+ * assert.equal(records.at(-1)!.source, "b");
  * ```
  */
 export function datasetSource(

@@ -79,7 +79,8 @@ export interface DlaStageOptions {
  *   model: new URL("../fixtures/tiny-neox/model.onnx", import.meta.url).pathname,
  *   topK: 3,
  * })));
- * assert(out[1]!.index === 1 && out[1]!.logits!.top_positive.length === 3);
+ * assert.equal(out[1]!.index, 1);
+ * assert.equal(out[1]!.logits!.top_positive.length, 3);
  * ```
  */
 export function dla(options: DlaStageOptions): TransformStream<FeatureRecord, FeatureRecord> {

@@ -47,7 +47,8 @@ export interface FeatureAnalyzerStageOptions extends FeatureAnalyzerOptions {
  *   position: new Int32Array([1]), feature: new Int32Array([2]), value: new Float32Array([1.5]),
  * };
  * const records = await Array.fromAsync(ReadableStream.from([batch]).pipeThrough(featureAnalyzer()));
- * assert(records.length === 3 && records[2]!.analyses.default!.max_activation === 1.5);
+ * assert.equal(records.length, 3);
+ * assert.equal(records[2]!.analyses.default!.max_activation, 1.5);
  * ```
  */
 export class FeatureAnalyzerStream {

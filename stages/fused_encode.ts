@@ -82,7 +82,8 @@ export interface FusedEncodeOptions {
  *   sae,
  *   intraOpThreads: 1,
  * })));
- * assert(out!.dSae === 16 && out!.position.every((p) => p > 0));
+ * assert.equal(out!.dSae, 16);
+ * assert(out!.position.every((p) => p > 0));
  * ```
  */
 export function fusedEncode(

@@ -78,7 +78,8 @@ function contextOf(batch: ContextBatch): ContextBatch {
  * const [out] = await Array.fromAsync(
  *   ReadableStream.from([batch]).pipeThrough(saeEncode({ sae, intraOpThreads: 1 })),
  * );
- * assert([...out!.position].join() === "1,1" && out!.value[0] === 3);
+ * assert.equal([...out!.position].join(), "1,1");
+ * assert.equal(out!.value[0], 3);
  * ```
  */
 export function saeEncode(

@@ -112,8 +112,10 @@ function positiveInteger(name: string, value: number, min: number): void {
  *   contextSize: 8,
  *   batchSize: 4,
  * })));
- * assert(batches.length === 1 && batches[0]!.batchSize === 1);
- * assert(batches[0]!.tokens[0] === 0 && batches[0]!.mask[0] === 0); // BOS, not analyzed
+ * assert.equal(batches.length, 1);
+ * assert.equal(batches[0]!.batchSize, 1);
+ * assert.equal(batches[0]!.tokens[0], 0);
+ * assert.equal(batches[0]!.mask[0], 0); // BOS, not analyzed
  * ```
  */
 export function tokenize(options: TokenizeOptions): TransformStream<TextRecord, ContextBatch> {

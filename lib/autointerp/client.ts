@@ -104,7 +104,8 @@ export interface ChatClient {
  * import assert from "node:assert/strict";
  * import { ChatRequestError } from "./client.ts";
  * const e = new ChatRequestError("HTTP 400: bad request", { status: 400, attempts: 1 });
- * assert(e.name === "ChatRequestError" && e.status === 400);
+ * assert.equal(e.name, "ChatRequestError");
+ * assert.equal(e.status, 400);
  * ```
  */
 export class ChatRequestError extends Error {
@@ -370,7 +371,8 @@ const DEFAULT_MAX_TOKENS = 1000;
  * import assert from "node:assert/strict";
  * import { OpenAIChatClient } from "./client.ts";
  * const client = new OpenAIChatClient({ model: "gpt-4o-mini", baseURL: "http://127.0.0.1:9/v1", maxWorkers: 4 });
- * assert(client.model === "gpt-4o-mini" && client.stats.inFlight === 0);
+ * assert.equal(client.model, "gpt-4o-mini");
+ * assert.equal(client.stats.inFlight, 0);
  * client.close();
  * ```
  */

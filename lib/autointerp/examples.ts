@@ -58,7 +58,8 @@ export function displayToken(id: number, vocab: readonly string[]): string {
  *   peak: 2, peak_pos: 3, source: "d", shard: 0, row: 0, offset: 0,
  * };
  * const ex = exampleFromSample(s, ["a", "b", "c", "d", "e"], 3);
- * assert(ex.tokens.join("") === "cde" && ex.peakPos === 1);
+ * assert.equal(ex.tokens.join(""), "cde");
+ * assert.equal(ex.peakPos, 1);
  * ```
  */
 export function exampleFromSample(

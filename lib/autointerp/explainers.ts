@@ -134,7 +134,8 @@ function explanationText(obj: Record<string, unknown>): string | undefined {
  * import assert from "node:assert/strict";
  * import { parseOpenAIExplanation } from "./explainers.ts";
  * const r = parseOpenAIExplanation('{"final_explanation": "cats", "activation_consistency": "4", "complexity": 2}');
- * assert(r.ok && r.value.consistency === 4);
+ * assert(r.ok);
+ * assert.equal(r.value.consistency, 4);
  * ```
  */
 export function parseOpenAIExplanation(content: string): Parsed<Explanation> {
@@ -167,7 +168,8 @@ export function parseOpenAIExplanation(content: string): Parsed<Explanation> {
  * import assert from "node:assert/strict";
  * import { parseLabel } from "./explainers.ts";
  * const r = parseLabel("Thinking...\nLabel: \"fruits\"");
- * assert(r.ok && r.value.text === "fruits");
+ * assert(r.ok);
+ * assert.equal(r.value.text, "fruits");
  * ```
  */
 export function parseLabel(content: string): Parsed<Explanation> {

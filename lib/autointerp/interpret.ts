@@ -109,7 +109,8 @@ function activatingSamples(analysis: FeatureAnalysis): { top: Sample[]; rest: Sa
  *   histogram: { relative_accuracy: 0.01, index_offset: 0, counts: new Float64Array() }, quantiles: [],
  *   samplings: [{ name: "top_activations", band: null, samples: [s(1), s(3), s(2)] }] };
  * const ex = selectExamples(analysis, resolveAutoInterpOptions({ n_activating_examples: 2 }), ["a", "b"], seededRandom(1));
- * assert(ex.explain.map((e) => e.peak).join() === "3,2" && ex.activating[0]!.peak === 1);
+ * assert.equal(ex.explain.map((e) => e.peak).join(), "3,2");
+ * assert.equal(ex.activating[0]!.peak, 1);
  * ```
  */
 export function selectExamples(

@@ -27,7 +27,8 @@ export type LenientJsonResult =
  * import assert from "node:assert/strict";
  * import { parseLenientJson } from "./json.ts";
  * const r = parseLenientJson("Sure! ```json\n{'a': True, 'b': [1, 2,],}\n``` Hope this helps.");
- * assert(r.ok && JSON.stringify(r.value) === '{"a":true,"b":[1,2]}');
+ * assert(r.ok);
+ * assert.equal(JSON.stringify(r.value), '{"a":true,"b":[1,2]}');
  * assert(!parseLenientJson("no json here").ok);
  * ```
  */

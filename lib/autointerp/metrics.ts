@@ -39,7 +39,10 @@ export interface Confusion {
  * import assert from "node:assert/strict";
  * import { confusion } from "./metrics.ts";
  * const c = confusion([true, true, false, false], [true, false, true, false]);
- * assert(c.tp === 1 && c.fn === 1 && c.fp === 1 && c.tn === 1);
+ * assert.equal(c.tp, 1);
+ * assert.equal(c.fn, 1);
+ * assert.equal(c.fp, 1);
+ * assert.equal(c.tn, 1);
  * ```
  */
 export function confusion(truth: readonly boolean[], predicted: readonly boolean[]): Confusion {
@@ -66,7 +69,9 @@ export function confusion(truth: readonly boolean[], predicted: readonly boolean
  * import assert from "node:assert/strict";
  * import { scoreMetrics } from "./metrics.ts";
  * const m = scoreMetrics({ tp: 3, fp: 1, tn: 4, fn: 2 });
- * assert(m.accuracy === 0.7 && m.precision === 0.75 && m.recall === 0.6);
+ * assert.equal(m.accuracy, 0.7);
+ * assert.equal(m.precision, 0.75);
+ * assert.equal(m.recall, 0.6);
  * assert(Math.abs(m.balanced_accuracy - 0.7) < 1e-12);
  * ```
  */

@@ -102,7 +102,8 @@ const HUB_DATA_PATTERNS = ["*.jsonl", "*.jsonl.gz", "*.txt", "*.parquet"];
  * const source = await openDataset({ name: "corpus", pathOrId: corpus });
  * const reader = source.getReader();
  * await reader.read();
- * assert(source.stats.records === 1 && source.files.length === 1);
+ * assert.equal(source.stats.records, 1);
+ * assert.equal(source.files.length, 1);
  * await reader.cancel(); // closes the file
  * ```
  */
@@ -277,7 +278,8 @@ async function* readCells(
  * await Deno.writeTextFile(`${dir}/a.jsonl`, '{"text":"hello"}\n{"text":"world"}\n');
  * const source = await openDataset({ name: "demo", pathOrId: `${dir}/a.jsonl` });
  * const records = await Array.fromAsync(source);
- * assert(records[1]!.text === "world" && records[1]!.row === 1);
+ * assert.equal(records[1]!.text, "world");
+ * assert.equal(records[1]!.row, 1);
  * await Deno.remove(dir, { recursive: true });
  * ```
  */

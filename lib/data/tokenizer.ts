@@ -116,7 +116,8 @@ export function specialTokenIds(
  * import assert from "node:assert/strict";
  * import { loadTokenizer } from "./tokenizer.ts";
  * const tok = await loadTokenizer(new URL("../../fixtures/tiny-neox", import.meta.url).pathname);
- * assert(tok.eosTokenId === 0 && tok.byteLevel);
+ * assert.equal(tok.eosTokenId, 0);
+ * assert(tok.byteLevel);
  * ```
  */
 export async function loadTokenizer(path: string): Promise<LoadedTokenizer> {

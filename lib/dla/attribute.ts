@@ -78,7 +78,8 @@ export interface FeatureDla {
  *   topK: 5,
  *   session: { intraOpThreads: 1 },
  * }));
- * assert(got.length === 3 && got[2]!.index === 2);
+ * assert.equal(got.length, 3);
+ * assert.equal(got[2]!.index, 2);
  * assert.equal(got[0]!.logits.top_positive.length, 5);
  * ```
  */

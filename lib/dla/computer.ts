@@ -90,7 +90,8 @@ export interface ResolvedDlaOptions {
  * );
  * const rows = new Float32Array(2 * dla.dModel).map((_, i) => Math.sin(i));
  * const [a, b] = await dla.computeChunk(rows);
- * assert(a!.top_positive.length === 3 && b!.histogram.counts.length === 50);
+ * assert.equal(a!.top_positive.length, 3);
+ * assert.equal(b!.histogram.counts.length, 50);
  * ```
  */
 export class DlaComputer implements AsyncDisposable {

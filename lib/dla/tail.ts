@@ -108,7 +108,8 @@ export interface FindTailOptions {
  * );
  * const tail = findUnembeddingTail(model);
  * assert.equal(tail.residTensor, "/gpt_neox/layers.3/Add_1_output_0");
- * assert(tail.logitsTensor === "logits" && tail.vocabSize === 1024);
+ * assert.equal(tail.logitsTensor, "logits");
+ * assert.equal(tail.vocabSize, 1024);
  * ```
  */
 export function findUnembeddingTail(

@@ -36,7 +36,8 @@ export type Int64 = number | { toNumber(): number } | null | undefined;
  * ```ts
  * import assert from "node:assert/strict";
  * import { toNumber } from "./_proto.ts";
- * assert(toNumber(7) === 7 && toNumber(undefined) === 0);
+ * assert.equal(toNumber(7), 7);
+ * assert.equal(toNumber(undefined), 0);
  * ```
  */
 export function toNumber(value: Int64): number {

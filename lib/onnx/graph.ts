@@ -756,7 +756,8 @@ export class OnnxModel {
  * import assert from "node:assert/strict";
  * import { makeNode } from "./graph.ts";
  * const n = makeNode({ opType: "Relu", inputs: ["x"], outputs: ["y"] });
- * assert(n.opType === "Relu" && n.name === "/saeflow/Relu");
+ * assert.equal(n.opType, "Relu");
+ * assert.equal(n.name, "/saeflow/Relu");
  * ```
  */
 export function makeNode(spec: NodeSpec, suffix = ""): NodeProto {

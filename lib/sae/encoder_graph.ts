@@ -99,7 +99,8 @@ export const MIN_ENCODER_OPSET = 11;
  *   normalization: { perToken: "none" },
  * } as unknown as SaeDescription;
  * const parts = encoderNodes(sae, { input: "x", mask: "mask" });
- * assert(parts.outputs.value === "value" && parts.nodes.some((n) => n.opType === "Gemm"));
+ * assert.equal(parts.outputs.value, "value");
+ * assert(parts.nodes.some((n) => n.opType === "Gemm"));
  * ```
  */
 export function encoderNodes(sae: SaeDescription, options: EncoderNodesOptions): EncoderNodes {

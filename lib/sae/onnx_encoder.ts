@@ -382,7 +382,8 @@ function countOnes(mask: Uint8Array): number {
  * } as unknown as SaeDescription;
  * await using enc = await SaeEncoder.create(sae, { intraOpThreads: 1 });
  * const acts = await enc.encode(new Float32Array([1, 2, 5, 5]), 2, new Uint8Array([1, 0]));
- * assert([...acts.feature].join() === "0,1" && acts.value[0] === 3);
+ * assert.equal([...acts.feature].join(), "0,1");
+ * assert.equal(acts.value[0], 3);
  * ```
  */
 export class SaeEncoder implements AsyncDisposable {

@@ -53,7 +53,9 @@ const LAYER_NORM_EPS = 1e-5;
  *   normalization: { perToken: "none" },
  * } as unknown as SaeDescription;
  * const acts = encodeReference(sae, new Float32Array([1, 2]), 1);
- * assert(acts.feature.length === 2 && acts.value[0] === 3 && acts.value[1] === 1.5);
+ * assert.equal(acts.feature.length, 2);
+ * assert.equal(acts.value[0], 3);
+ * assert.equal(acts.value[1], 1.5);
  * ```
  */
 export function encodeReference(

@@ -163,7 +163,8 @@ export class SafetensorsFile extends SafetensorsHeader implements Disposable {
  * import assert from "node:assert/strict";
  * import { parseSafetensors, writeSafetensors } from "./mod.ts";
  * const st = parseSafetensors(writeSafetensors({ b: { dtype: "F32", shape: [3], data: [1, 2, 3] } }, { v: "1" }));
- * assert(st.names[0] === "b" && st.metadata.v === "1");
+ * assert.equal(st.names[0], "b");
+ * assert.equal(st.metadata.v, "1");
  * assert.equal(st.readF32("b")[2], 3);
  * ```
  */

@@ -74,7 +74,9 @@ function swapBytes(bytes: Uint8Array, width: number): Uint8Array {
  * import assert from "node:assert/strict";
  * import { typedArrayToBytes } from "./_codec.ts";
  * const { tag, bytes } = typedArrayToBytes(new Int32Array([1]));
- * assert(tag === 0x82 && bytes.length === 4 && bytes[0] === 1);
+ * assert.equal(tag, 0x82);
+ * assert.equal(bytes.length, 4);
+ * assert.equal(bytes[0], 1);
  * ```
  */
 export function typedArrayToBytes(value: ArrayBufferView): TaggedBytes {
@@ -150,7 +152,8 @@ function isSpecialNumber(n: number): boolean {
  * ```ts
  * import assert from "node:assert/strict";
  * import { escapeKey } from "./_codec.ts";
- * assert(escapeKey("a.b") === "a%2Eb" && escapeKey("$x") === "%24x");
+ * assert.equal(escapeKey("a.b"), "a%2Eb");
+ * assert.equal(escapeKey("$x"), "%24x");
  * ```
  */
 export function escapeKey(key: string): string {
@@ -568,7 +571,8 @@ function fromColumns(packed: { doc: Record<string, unknown>; columns: ColumnarSa
  * import assert from "node:assert/strict";
  * import { packDoc, unpackDoc } from "./_codec.ts";
  * const back = unpackDoc(packDoc({ t: new Int32Array([3, -4]) })) as { t: Int32Array };
- * assert(back.t instanceof Int32Array && back.t[1] === -4);
+ * assert(back.t instanceof Int32Array);
+ * assert.equal(back.t[1], -4);
  * ```
  */
 export function unpackDoc(stored: string | Uint8Array): unknown {

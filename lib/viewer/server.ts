@@ -203,7 +203,8 @@ export function createViewerHandler(
  * await using store = await openStore({ outputDir: await Deno.makeTempDir() });
  * await using server = serveViewer(store, { port: 0 });
  * const res = await fetch(`${server.url}/api/saes`);
- * assert(res.status === 200 && (await res.json()).saes.length === 0);
+ * assert.equal(res.status, 200);
+ * assert.equal((await res.json()).saes.length, 0);
  * ```
  */
 export function serveViewer(store: FeatureStore, options: ServeViewerOptions = {}): ViewerServer {
