@@ -146,3 +146,80 @@ export async function eventually(check: () => boolean, what: string): Promise<vo
   for (let i = 0; i < 100 && !check(); i++) await new Promise((r) => setTimeout(r, 5));
   ok(check(), what);
 }
+
+/**
+ * A clock and timer that the test drives by hand, in place of `performance.now()` and
+ * `setTimeout` (it fits the `Timers` of `lib/autointerp/_concurrency.ts`): time moves only on
+ * {@linkcode ManualClock.advance}, so a test asserts on the waits a component asks for and on
+ * what happens before and after each, never on elapsed milliseconds.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { ManualClock } from "./_testing.ts";
+ * const clock = new ManualClock();
+ * let woke = false;
+ * const nap = clock.sleep(100).then(() => woke = true);
+ * await clock.waitForSleeps(1);
+ * clock.advance(99);
+ * await Promise.resolve();
+ * assert.equal(woke, false);
+ * clock.advance(1);
+ * await nap;
+ * assert.deepEqual([clock.now(), clock.sleeps, clock.pending], [100, [100], []]);
+ * ```
+ */
+export class ManualClock {
+  /** Every wait asked for (ms), in the order asked, including those cancelled since. */
+  readonly sleeps: number[] = [];
+  #now = 0;
+  #timers: { at: number; resolve: () => void }[] = [];
+  #watchers: { n: number; resolve: () => void }[] = [];
+
+  /** The current time in milliseconds: 0 at the start, moved only by `advance`. */
+  now = (): number => this.#now;
+
+  /** Waits until the clock has been advanced by `ms`, or rejects when `signal` aborts. */
+  sleep = (ms: number, signal?: AbortSignal): Promise<void> => {
+    this.sleeps.push(ms);
+    for (const w of this.#watchers.filter((w) => this.sleeps.length >= w.n)) {
+      this.#watchers.splice(this.#watchers.indexOf(w), 1);
+      w.resolve();
+    }
+    if (signal?.aborted) return Promise.reject(signal.reason);
+    return new Promise<void>((resolve, reject) => {
+      const timer = {
+        at: this.#now + Math.max(0, ms),
+        resolve: () => {
+          signal?.removeEventListener("abort", onAbort);
+          resolve();
+        },
+      };
+      const onAbort = () => {
+        this.#timers.splice(this.#timers.indexOf(timer), 1);
+        reject(signal?.reason);
+      };
+      signal?.addEventListener("abort", onAbort, { once: true });
+      this.#timers.push(timer);
+    });
+  };
+
+  /** The milliseconds left of each wait still running, soonest first. */
+  get pending(): number[] {
+    return this.#timers.map((t) => t.at - this.#now).sort((a, b) => a - b);
+  }
+
+  /** Moves time on by `ms` and ends every wait that is then over. */
+  advance(ms: number): void {
+    this.#now += ms;
+    const due = this.#timers.filter((t) => t.at <= this.#now);
+    this.#timers = this.#timers.filter((t) => t.at > this.#now);
+    for (const t of due) t.resolve();
+  }
+
+  /** Resolves once `n` waits in all have been asked for (see {@linkcode ManualClock.sleeps}). */
+  waitForSleeps(n: number): Promise<void> {
+    if (this.sleeps.length >= n) return Promise.resolve();
+    return new Promise((resolve) => this.#watchers.push({ n, resolve }));
+  }
+}
