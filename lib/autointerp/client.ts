@@ -13,7 +13,9 @@
 
 import OpenAI from "openai";
 import { ConfigError } from "../errors.ts";
-import { Semaphore, sleep, TokenBucket } from "./_concurrency.ts";
+import { REAL_TIMERS, Semaphore, type Timers, TokenBucket } from "./_concurrency.ts";
+
+export type { Timers } from "./_concurrency.ts";
 
 /** One chat message. */
 export interface ChatMessage {
@@ -165,6 +167,11 @@ export interface OpenAIChatClientOptions {
   onRetry?: (info: RetryInfo) => void;
   /** Random source for the jitter, in [0, 1). Default `Math.random`. */
   random?: () => number;
+  /**
+   * The clock and timer of the retry waits, the rate limits and the per-attempt timeout. Default
+   * the real ones (`performance.now()`, `setTimeout`); tests pass a clock they move by hand.
+   */
+  timers?: Timers;
 }
 
 /** Counters of an {@linkcode OpenAIChatClient}. */
@@ -392,6 +399,7 @@ export class OpenAIChatClient implements ChatClient {
   #maxRetryAfter: number;
   #onRetry: ((info: RetryInfo) => void) | undefined;
   #random: () => number;
+  #timers: Timers;
   #stats: ChatClientStats = {
     requests: 0,
     retries: 0,
@@ -419,8 +427,13 @@ export class OpenAIChatClient implements ChatClient {
       ...(this.#httpClient ? { fetchOptions: { client: this.#httpClient } } : {}),
     });
     this.#semaphore = new Semaphore(maxWorkers);
-    this.#rpm = options.requestsPerMinute ? new TokenBucket(options.requestsPerMinute) : undefined;
-    this.#tpm = options.tokensPerMinute ? new TokenBucket(options.tokensPerMinute) : undefined;
+    this.#timers = options.timers ?? REAL_TIMERS;
+    this.#rpm = options.requestsPerMinute
+      ? new TokenBucket(options.requestsPerMinute, this.#timers)
+      : undefined;
+    this.#tpm = options.tokensPerMinute
+      ? new TokenBucket(options.tokensPerMinute, this.#timers)
+      : undefined;
     this.#timeoutMs = options.timeoutMs ?? 60_000;
     this.#maxRetries = options.maxRetries ?? 5;
     this.#baseDelay = options.retryBaseDelayMs ?? 1000;
@@ -458,7 +471,7 @@ export class OpenAIChatClient implements ChatClient {
           : backoffDelay(attempt, this.#baseDelay, this.#maxDelay, this.#random);
         this.#stats.retries++;
         this.#onRetry?.({ attempt, reason: last.reason, delayMs, fromRetryAfter });
-        await sleep(delayMs, signal);
+        await this.#timers.sleep(delayMs, signal);
       }
     }
     throw new ChatRequestError(
@@ -474,7 +487,11 @@ export class OpenAIChatClient implements ChatClient {
       await this.#rpm?.take(1, request.signal);
       const charged = (await this.#tpm?.take(estimate, request.signal)) ?? 0;
       const timeout = new AbortController();
-      const timer = setTimeout(() => timeout.abort(new AttemptTimeout()), this.#timeoutMs);
+      const answered = new AbortController(); // ends the timeout's wait when the attempt ends
+      this.#timers.sleep(this.#timeoutMs, answered.signal).then(
+        () => timeout.abort(new AttemptTimeout()),
+        () => {}, // the attempt ended first
+      );
       const signals = request.signal ? [request.signal, timeout.signal] : [timeout.signal];
       this.#stats.requests++;
       this.#stats.inFlight++;
@@ -515,7 +532,7 @@ export class OpenAIChatClient implements ChatClient {
         if (timeout.signal.aborted && !request.signal?.aborted) throw new AttemptTimeout();
         throw e;
       } finally {
-        clearTimeout(timer);
+        answered.abort();
         this.#stats.inFlight--;
       }
     } finally {
