@@ -223,3 +223,162 @@ export class ManualClock {
     return new Promise((resolve) => this.#watchers.push({ n, resolve }));
   }
 }
+
+/** What {@linkcode pullCountingSource} hands a test. */
+export interface PullCountingSource<T> {
+  /** The stream: `highWaterMark` 0, so it is pulled only when a reader or pipe asks. */
+  readonly stream: ReadableStream<T>;
+  /** How many times the stream has been pulled. */
+  readonly pulls: number;
+  /** The reason the stream was cancelled with (`true` for none); `undefined` until then. */
+  readonly cancelReason: unknown;
+}
+
+/**
+ * A source that counts pulls, for backpressure tests: pull number `i` (from 0) enqueues
+ * `next(i)`, closes the stream when that is `undefined`, and errors it when `next` throws.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { pullCountingSource } from "./_testing.ts";
+ * const src = pullCountingSource((i) => (i < 3 ? i : undefined));
+ * assert.deepEqual(await Array.fromAsync(src.stream), [0, 1, 2]);
+ * assert.equal(src.pulls, 4);
+ * ```
+ */
+export function pullCountingSource<T>(next: (i: number) => T | undefined): PullCountingSource<T> {
+  let pulls = 0;
+  let cancelReason: unknown;
+  const stream = new ReadableStream<T>({
+    pull(controller) {
+      const i = pulls++;
+      let chunk: T | undefined;
+      try {
+        chunk = next(i);
+      } catch (e) {
+        controller.error(e);
+        return;
+      }
+      if (chunk === undefined) controller.close();
+      else controller.enqueue(chunk);
+    },
+    cancel(reason) {
+      cancelReason = reason ?? true;
+    },
+  }, { highWaterMark: 0 });
+  return {
+    stream,
+    get pulls() {
+      return pulls;
+    },
+    get cancelReason() {
+      return cancelReason;
+    },
+  };
+}
+
+/**
+ * A sink whose writes finish only when the test releases them, as in the WPT streams tests: with
+ * the sink blocked, everything upstream must stop once its queues are full, however long the
+ * test waits. Its `highWaterMark` is 1, so it holds exactly the chunk being written.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { GatedSink, pullCountingSource, settle } from "./_testing.ts";
+ * const src = pullCountingSource((i) => i);
+ * const sink = new GatedSink<number>();
+ * const piped = src.stream.pipeTo(sink.stream);
+ * await sink.waitForWrites(1);
+ * await settle(() => src.pulls);
+ * assert.equal(src.pulls, 1); // the pipe reads only when the sink has room
+ * sink.release();
+ * await sink.waitForWrites(2);
+ * await settle(() => src.pulls);
+ * assert.equal(src.pulls, 2);
+ * sink.fail("enough");
+ * await assert.rejects(piped);
+ * assert.equal(src.cancelReason, "enough");
+ * ```
+ */
+export class GatedSink<T> {
+  /** Chunks whose write has begun, in order (the last one may still be held). */
+  readonly received: T[] = [];
+  /** The stream to pipe into. */
+  readonly stream: WritableStream<T>;
+  #allowed = 0;
+  #gates: { i: number; open: () => void; fail: (reason: unknown) => void }[] = [];
+  #watchers: { n: number; resolve: () => void }[] = [];
+  #controller!: WritableStreamDefaultController;
+
+  /** Creates a sink that holds every write until {@linkcode GatedSink.release}. */
+  constructor() {
+    this.stream = new WritableStream<T>({
+      start: (controller) => {
+        this.#controller = controller;
+      },
+      write: (chunk) => {
+        const i = this.received.length;
+        this.received.push(chunk);
+        for (const w of this.#watchers.filter((w) => this.received.length >= w.n)) {
+          this.#watchers.splice(this.#watchers.indexOf(w), 1);
+          w.resolve();
+        }
+        if (i < this.#allowed) return;
+        return new Promise<void>((open, fail) => this.#gates.push({ i, open, fail }));
+      },
+    }, { highWaterMark: 1 });
+  }
+
+  /** Lets `n` more writes (held now or still to come) finish. */
+  release(n = 1): void {
+    this.#allowed += n;
+    for (const g of this.#gates.filter((g) => g.i < this.#allowed)) {
+      this.#gates.splice(this.#gates.indexOf(g), 1);
+      g.open();
+    }
+  }
+
+  /**
+   * Errors the sink with `reason`, as a failing consumer would: a held write fails, and a pipe
+   * into the sink stops and cancels its source with `reason`. (Aborting the pipe instead would
+   * wait for the held write, which only {@linkcode GatedSink.release} ends.)
+   */
+  fail(reason: unknown): void {
+    this.#controller.error(reason);
+    for (const g of this.#gates.splice(0)) g.fail(reason);
+  }
+
+  /** Resolves once `n` writes in all have begun. */
+  waitForWrites(n: number): Promise<void> {
+    if (this.received.length >= n) return Promise.resolve();
+    return new Promise((resolve) => this.#watchers.push({ n, resolve }));
+  }
+}
+
+/**
+ * Lets pending work run: yields to the event loop until `watch()` (e.g. a pull count) has not
+ * changed for `turns` turns in a row, or 500 turns have passed (then an eager stage has shown
+ * itself). Not a sleep of a set length: it returns as soon as the pipeline is still.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { settle } from "./_testing.ts";
+ * let n = 0;
+ * const timer = setInterval(() => n < 3 && n++, 0);
+ * await settle(() => n);
+ * clearInterval(timer);
+ * assert.equal(n, 3);
+ * ```
+ */
+export async function settle(watch: () => unknown, turns = 5): Promise<void> {
+  let last = JSON.stringify(watch());
+  for (let i = 0, still = 0; i < 500 && still < turns; i++) {
+    await new Promise((r) => setTimeout(r, 0));
+    const now = JSON.stringify(watch());
+    still = now === last ? still + 1 : 0;
+    last = now;
+  }
+}
