@@ -232,6 +232,8 @@ export interface PullCountingSource<T> {
   readonly pulls: number;
   /** The reason the stream was cancelled with (`true` for none); `undefined` until then. */
   readonly cancelReason: unknown;
+  /** Resolves with {@linkcode PullCountingSource.cancelReason} when the stream is cancelled. */
+  readonly cancelled: Promise<unknown>;
 }
 
 /**
@@ -250,6 +252,8 @@ export interface PullCountingSource<T> {
 export function pullCountingSource<T>(next: (i: number) => T | undefined): PullCountingSource<T> {
   let pulls = 0;
   let cancelReason: unknown;
+  let onCancel!: (reason: unknown) => void;
+  const cancelled = new Promise<unknown>((resolve) => onCancel = resolve);
   const stream = new ReadableStream<T>({
     pull(controller) {
       const i = pulls++;
@@ -265,10 +269,12 @@ export function pullCountingSource<T>(next: (i: number) => T | undefined): PullC
     },
     cancel(reason) {
       cancelReason = reason ?? true;
+      onCancel(cancelReason);
     },
   }, { highWaterMark: 0 });
   return {
     stream,
+    cancelled,
     get pulls() {
       return pulls;
     },
