@@ -35,6 +35,7 @@ import {
   type FindCursor,
   MongoBulkWriteError,
   MongoClient,
+  type MongoClientOptions,
   MongoServerError,
 } from "mongodb";
 import { ConfigError, StoreUnavailableError } from "../errors.ts";
@@ -165,6 +166,31 @@ function redact(message: string, uri: string): string {
   return out;
 }
 
+/**
+ * The driver options of a store's `MongoClient`: `timeoutMs` bounds both server selection (how
+ * long an operation waits for a reachable server) and each connection attempt, so that
+ * {@linkcode MongoFeatureStore.open} gives up on an unreachable server after about `timeoutMs`.
+ *
+ * @param timeoutMs How long to try to reach the server, in milliseconds.
+ * @returns The options `MongoFeatureStore.open` creates its client with.
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { mongoClientOptions } from "./mongo.ts";
+ * const o = mongoClientOptions(1500);
+ * assert.equal(o.serverSelectionTimeoutMS, 1500);
+ * assert.equal(o.connectTimeoutMS, 1500);
+ * ```
+ */
+export function mongoClientOptions(timeoutMs: number): MongoClientOptions {
+  return {
+    serverSelectionTimeoutMS: timeoutMs,
+    connectTimeoutMS: timeoutMs,
+    ignoreUndefined: true,
+    appName: "saeflow",
+  };
+}
+
 function checkDbName(db: string): string {
   if (typeof db !== "string" || db.length === 0 || db.length > 63 || /[/\\. "$*<>:|?\0]/.test(db)) {
     throw new ConfigError(
@@ -281,12 +307,7 @@ export class MongoFeatureStore implements FeatureStore {
     const hosts = mongoHosts(uri);
     let client: MongoClient;
     try {
-      client = new MongoClient(uri, {
-        serverSelectionTimeoutMS: timeoutMs,
-        connectTimeoutMS: timeoutMs,
-        ignoreUndefined: true,
-        appName: "saeflow",
-      });
+      client = new MongoClient(uri, mongoClientOptions(timeoutMs));
     } catch (error) {
       const why = redact(error instanceof Error ? error.message : String(error), uri);
       throw new ConfigError(`Invalid MongoDB URI for ${hosts}: ${why}`);
