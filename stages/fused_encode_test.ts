@@ -20,8 +20,13 @@ await writeLmSaes(`${dir}/lm`, randomWeights(8, 64, 120), {
 });
 await writeSaeLens(`${dir}/narrow`, randomWeights(9, 32, 50), { hook_name: HOOK });
 const sae = await loadSae(`${dir}/lm`);
-// One encoder shared by the tests of this file (the stage does not own it).
+// One encoder shared by the tests of this file (the stage does not own it), released with the
+// SAE folders when the file's tests are done, whichever ran.
 const shared = await FusedSaeEncoder.create(model, sae, HOOK, { intraOpThreads: 1 });
+globalThis.addEventListener("unload", () => {
+  void shared.release();
+  Deno.removeSync(dir, { recursive: true });
+});
 
 function makeBatch(i: number, B = 2, T = 6): ContextBatch {
   const tokens = new Int32Array(B * T).map((_, k) => (k * 31 + i * 7) % 1000 + 1);
@@ -166,10 +171,4 @@ Deno.test("canFuse() accepts a resolvable hook and says why it refuses", () => {
   const check = canFuse(old, sae);
   assertEquals(check.fusable, false);
   assertEquals(check.reason, "ONNX model old.onnx has opset 10; the fused SAE encoder needs ≥ 11");
-});
-
-Deno.test("the last test releases the shared encoder", async () => {
-  await shared.release();
-  assert(shared.released);
-  await Deno.remove(dir, { recursive: true });
 });

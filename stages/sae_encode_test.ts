@@ -13,8 +13,13 @@ const T = 6;
 const dir = await Deno.makeTempDir({ prefix: "sae_encode_test_" });
 await writeLmSaes(dir, randomWeights(5, D, 40), { act_fn: "jumprelu", hook_point_in: HOOK });
 const sae = await loadSae(dir);
-// One encoder shared by the tests of this file (the stage does not own it).
+// One encoder shared by the tests of this file (the stage does not own it), released with the
+// SAE folder when the file's tests are done, whichever ran.
 const shared = await SaeEncoder.create(sae, { intraOpThreads: 1 });
+globalThis.addEventListener("unload", () => {
+  void shared.release();
+  Deno.removeSync(dir, { recursive: true });
+});
 
 function makeBatch(i: number, d = D): ActivationBatch {
   const attention = new Uint8Array(B * T).fill(1).fill(0, B * T - 2);
@@ -134,10 +139,4 @@ Deno.test("saeEncode() opens its own encoder from a folder; a missing hook is a 
     ConfigError,
     `saeEncode(): the batch has no activations for hook point "blocks.1.hook_mlp_out" (it has ${HOOK})`,
   );
-});
-
-Deno.test("the last test releases the shared encoder", async () => {
-  await shared.release();
-  assert(shared.released);
-  await Deno.remove(dir, { recursive: true });
 });
