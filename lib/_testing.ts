@@ -1,11 +1,14 @@
 /**
  * Shared test helpers (not part of the public API; JSR's std/assert cannot be reached from these
- * machines): assertions that a call throws or rejects with a given error class and message, and
- * a `Deno.test` with the resource and op sanitizers on (as `deno.json` sets them for every test).
+ * machines): assertions that a call throws or rejects with a given error class and message, a
+ * `Deno.test` with the resource and op sanitizers on (as `deno.json` sets them for every test), a
+ * clock the test moves by hand, the pull-counting source and gated sink of the backpressure
+ * tests, and the path of a committed fixture.
  *
  * @module
  */
 import { deepStrictEqual, fail, ok } from "node:assert/strict";
+import { fileURLToPath } from "node:url";
 
 /** A constructor of errors, as `instanceof` checks it. */
 export type ErrorClass<E extends Error> = new (...args: never[]) => E;
@@ -387,4 +390,30 @@ export async function settle(watch: () => unknown, turns = 5): Promise<void> {
     still = now === last ? still + 1 : 0;
     last = now;
   }
+}
+
+/**
+ * The absolute path of `relative` under the committed `fixtures/` folder; fails, naming it, when
+ * it is missing (a test never skips itself for a missing fixture: they are in the repository).
+ *
+ * @param relative a path inside `fixtures/`, e.g. `"tiny-neox/model.onnx"`.
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { fixturePath } from "./_testing.ts";
+ * assert(fixturePath("tiny-neox/model.onnx").endsWith("/fixtures/tiny-neox/model.onnx"));
+ * assert.throws(() => fixturePath("no-such-model"), /fixtures\/no-such-model is missing/);
+ * ```
+ */
+export function fixturePath(relative: string): string {
+  const path = fileURLToPath(new URL(`../fixtures/${relative}`, import.meta.url));
+  try {
+    Deno.statSync(path);
+  } catch {
+    throw new Error(
+      `fixtures/${relative} is missing: fixtures are committed (fixtures/README.md says how each ` +
+        "is made); restore it with git",
+    );
+  }
+  return path;
 }
