@@ -5,13 +5,14 @@
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { analyzeSae, DEMO_CONFIG_PATH, loadSettings } from "./mod.ts";
  * const dir = await Deno.makeTempDir();
  * const settings = await loadSettings(DEMO_CONFIG_PATH, "analyze", {
  *   overrides: [`output_dir="${dir}"`, "analyzer.total_analyzing_tokens=2048"],
  * });
  * const summary = await analyzeSae(settings, { progress: false, log: () => {} });
- * console.assert(summary.alive + summary.dead === 256);
+ * assert.equal(summary.alive + summary.dead, 256);
  * ```
  *
  * @module

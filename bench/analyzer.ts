@@ -46,10 +46,12 @@ export interface SyntheticFeatureOptions {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { SyntheticFeatureStream } from "./analyzer.ts";
  * const stream = new SyntheticFeatureStream({ dSae: 512, batchSize: 2, contextSize: 16 });
  * const batch = stream.next();
- * console.assert(batch.batchSize === 2 && batch.position.length === batch.value.length);
+ * assert.equal(batch.batchSize, 2);
+ * assert.equal(batch.position.length, batch.value.length);
  * ```
  */
 export class SyntheticFeatureStream {

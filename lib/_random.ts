@@ -16,11 +16,14 @@ export type Random = () => number;
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { mulberry32 } from "./_random.ts";
  * const a = mulberry32(42), b = mulberry32(42);
  * const x = a();
- * console.assert(x === b() && x >= 0 && x < 1);
- * console.assert(mulberry32(-1)() === mulberry32(0xffffffff)());
+ * assert.equal(x, b());
+ * assert(x >= 0);
+ * assert(x < 1);
+ * assert.equal(mulberry32(-1)(), mulberry32(0xffffffff)());
  * ```
  */
 export function mulberry32(seed: number): Random {

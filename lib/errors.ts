@@ -10,9 +10,10 @@
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { ConfigError } from "./errors.ts";
  * const e = new ConfigError("analyzer.total_analyzing_tokens: expected a positive integer, got -1");
- * console.assert(e.name === "ConfigError");
+ * assert.equal(e.name, "ConfigError");
  * ```
  */
 export class ConfigError extends Error {
@@ -28,9 +29,10 @@ export class ConfigError extends Error {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { StoreUnavailableError } from "./errors.ts";
  * const e = new StoreUnavailableError("Cannot reach MongoDB at localhost:27017 within 3000 ms");
- * console.assert(e.name === "StoreUnavailableError");
+ * assert.equal(e.name, "StoreUnavailableError");
  * ```
  */
 export class StoreUnavailableError extends Error {
@@ -48,9 +50,10 @@ export class StoreUnavailableError extends Error {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { AnalysisBusyError } from "./errors.ts";
  * const e = new AnalysisBusyError('analysis "default" of x/s is being written by host a pid 7');
- * console.assert(e.name === "AnalysisBusyError");
+ * assert.equal(e.name, "AnalysisBusyError");
  * ```
  */
 export class AnalysisBusyError extends Error {
@@ -67,9 +70,11 @@ export class AnalysisBusyError extends Error {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { exitCodeFor, InterruptedError } from "./errors.ts";
  * const e = new InterruptedError("SIGTERM", "analyze stopped by SIGTERM");
- * console.assert(e.name === "InterruptedError" && exitCodeFor(e) === 143);
+ * assert.equal(e.name, "InterruptedError");
+ * assert.equal(exitCodeFor(e), 143);
  * ```
  */
 export class InterruptedError extends Error {
@@ -98,9 +103,10 @@ export class InterruptedError extends Error {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { ConfigError, exitCodeFor } from "./errors.ts";
- * console.assert(exitCodeFor(new ConfigError("x")) === 2);
- * console.assert(exitCodeFor(new Error("x")) === 1);
+ * assert.equal(exitCodeFor(new ConfigError("x")), 2);
+ * assert.equal(exitCodeFor(new Error("x")), 1);
  * ```
  */
 export function exitCodeFor(error: unknown): 1 | 2 | 130 | 143 {

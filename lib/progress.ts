@@ -44,13 +44,15 @@ function count(n: number): string {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { Progress } from "./progress.ts";
  * const lines: string[] = [];
  * let t = 0;
  * const p = new Progress({ unit: "tokens", total: 100, write: (s) => lines.push(s), inPlace: false, interval: 1, now: () => t });
  * t = 2000;
  * p.update(50);
- * console.assert(lines[0]!.includes("50/100 tokens") && lines[0]!.includes("25 tokens/s"));
+ * assert(lines[0]!.includes("50/100 tokens"));
+ * assert(lines[0]!.includes("25 tokens/s"));
  * ```
  */
 export class Progress {

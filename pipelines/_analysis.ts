@@ -17,11 +17,13 @@ import type { FeatureRecord } from "../lib/types.ts";
  * @returns The options for `featureAnalyzer` / `AnalyzerState`.
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { analyzerOptionsOf } from "./_analysis.ts";
  * import { loadSettings } from "../lib/settings/mod.ts";
  * const demo = new URL("../fixtures/demo/analyze.toml", import.meta.url).pathname;
  * const o = analyzerOptionsOf(await loadSettings(demo, "analyze"));
- * console.assert(o.analysisName === "default" && o.limitTokens === undefined);
+ * assert.equal(o.analysisName, "default");
+ * assert.equal(o.limitTokens, undefined);
  * ```
  */
 export function analyzerOptionsOf(settings: AnalyzeSAESettings): FeatureAnalyzerOptions {

@@ -30,8 +30,9 @@ export interface ModelSettings {
  * @throws {ConfigError} When neither is set.
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { modelNameOf } from "./_model.ts";
- * console.assert(modelNameOf({ model_name: "pythia", model: null }) === "pythia");
+ * assert.equal(modelNameOf({ model_name: "pythia", model: null }), "pythia");
  * ```
  */
 export function modelNameOf(settings: ModelSettings): string {
@@ -64,6 +65,7 @@ export interface ResolvedModel {
  * @throws {ConfigError} When the folder cannot be found or holds no ONNX model.
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { resolveModel } from "./_model.ts";
  * import { LanguageModelConfigSchema } from "../lib/settings/mod.ts";
  * const m = await resolveModel({
@@ -72,7 +74,7 @@ export interface ResolvedModel {
  *     model_from_pretrained_path: new URL("../fixtures/tiny-neox", import.meta.url).pathname,
  *   }),
  * });
- * console.assert(m.dir.onnxPath.endsWith("model.onnx"));
+ * assert(m.dir.onnxPath.endsWith("model.onnx"));
  * ```
  */
 export async function resolveModel(
@@ -112,10 +114,12 @@ export async function resolveModel(
  * @throws {ConfigError} When the folder has no `tokenizer.json` or it cannot be loaded.
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { loadModelDir } from "../lib/onnx/mod.ts";
  * import { loadVocab } from "./_model.ts";
  * const vocab = await loadVocab(await loadModelDir(new URL("../fixtures/tiny-neox", import.meta.url).pathname));
- * console.assert(vocab.length > 0 && vocab[0] === "<|endoftext|>");
+ * assert(vocab.length > 0);
+ * assert.equal(vocab[0], "<|endoftext|>");
  * ```
  */
 export async function loadVocab(dir: ModelDir): Promise<string[]> {
@@ -136,6 +140,7 @@ export async function loadVocab(dir: ModelDir): Promise<string[]> {
  * @returns The stored model document.
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { ensureModelDoc, resolveModel } from "./_model.ts";
  * import { openSettingsStore } from "./_store.ts";
  * await using store = await openSettingsStore({ mongo: null, output_dir: await Deno.makeTempDir() });
@@ -146,7 +151,7 @@ export async function loadVocab(dir: ModelDir): Promise<string[]> {
  *   model: LanguageModelConfigSchema.parse({ model_from_pretrained_path }),
  * });
  * const doc = await ensureModelDoc(store, model);
- * console.assert((await store.getModel("tiny-neox"))?.vocab.length === doc.vocab.length);
+ * assert((await store.getModel("tiny-neox"))?.vocab.length === doc.vocab.length);
  * ```
  */
 export async function ensureModelDoc(store: FeatureStore, model: ResolvedModel): Promise<ModelDoc> {

@@ -58,11 +58,12 @@ export interface RunnerProgressOptions {
  * @returns The reporter.
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { runnerProgress } from "./_progress.ts";
  * const lines: string[] = [];
  * const p = runnerProgress({ label: "dla", unit: "features", total: 4, log: (l) => lines.push(l), intervalMs: 0 });
  * p.update(2);
- * console.assert(lines[0]!.startsWith("dla: 2/4 features  "));
+ * assert(lines[0]!.startsWith("dla: 2/4 features  "));
  * ```
  */
 export function runnerProgress(options: RunnerProgressOptions): Progress {
@@ -103,8 +104,10 @@ function stderrIsTerminal(): boolean {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { formatRate } from "./_progress.ts";
- * console.assert(formatRate(12.345) === "12.3" && formatRate(2048.4) === "2,048");
+ * assert.equal(formatRate(12.345), "12.3");
+ * assert.equal(formatRate(2048.4), "2,048");
  * ```
  */
 export function formatRate(rate: number): string {
@@ -118,8 +121,10 @@ export function formatRate(rate: number): string {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { formatDuration } from "./_progress.ts";
- * console.assert(formatDuration(245) === "4 min 05 s" && formatDuration(0.5) === "500 ms");
+ * assert.equal(formatDuration(245), "4 min 05 s");
+ * assert.equal(formatDuration(0.5), "500 ms");
  * ```
  */
 export function formatDuration(seconds: number): string {

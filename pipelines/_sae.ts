@@ -34,10 +34,12 @@ async function exists(path: string): Promise<boolean> {
  * @returns The repository id and the folder within it (`""` for the whole repository).
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { saeHubLocation } from "./_sae.ts";
  * const l = saeHubLocation("fnlp/Llama3_1-8B-Base-L15R-8x");
- * console.assert(l.repo === "fnlp/Llama3_1-8B-Base-LXR-8x" && l.folder === "Llama3_1-8B-Base-L15R-8x");
- * console.assert(saeHubLocation("org/saes/blocks.3.hook_resid_post").folder === "blocks.3.hook_resid_post");
+ * assert.equal(l.repo, "fnlp/Llama3_1-8B-Base-LXR-8x");
+ * assert.equal(l.folder, "Llama3_1-8B-Base-L15R-8x");
+ * assert.equal(saeHubLocation("org/saes/blocks.3.hook_resid_post").folder, "blocks.3.hook_resid_post");
  * ```
  */
 export function saeHubLocation(path: string): { repo: string; folder: string } {
@@ -61,12 +63,14 @@ export function saeHubLocation(path: string): { repo: string; folder: string } {
  * @throws {ConfigError} When the SAE cannot be found or its checkpoint is bad.
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { loadSettingsSae } from "./_sae.ts";
  * const sae = await loadSettingsSae({
  *   pretrained_name_or_path: new URL("../fixtures/sae/lm-saes-relu", import.meta.url).pathname,
  *   device: "cpu", dtype: "float32", fold_activation_scale: true, strict_loading: true,
  * });
- * console.assert(sae.dSae === 256 && sae.hookPointIn === "blocks.3.hook_resid_post");
+ * assert.equal(sae.dSae, 256);
+ * assert.equal(sae.hookPointIn, "blocks.3.hook_resid_post");
  * ```
  */
 export async function loadSettingsSae(
@@ -96,10 +100,11 @@ export async function loadSettingsSae(
  * @returns The document for `putSae`.
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { saeDocOf } from "./_sae.ts";
  * import type { SaeDescription } from "../lib/sae/mod.ts";
  * const sae = { path: "/saes/l3", dSae: 8, dModel: 4, hookPointIn: "blocks.3.hook_resid_post", config: {} } as SaeDescription;
- * console.assert(saeDocOf(sae, { series: "x", name: "l3", model: "m" }).d_sae === 8);
+ * assert.equal(saeDocOf(sae, { series: "x", name: "l3", model: "m" }).d_sae, 8);
  * ```
  */
 export function saeDocOf(
@@ -126,13 +131,14 @@ export function saeDocOf(
  * @returns The stored document (the existing one when there was one).
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { ensureSaeDoc } from "./_sae.ts";
  * import { openSettingsStore } from "./_store.ts";
  * await using store = await openSettingsStore({ mongo: null, output_dir: await Deno.makeTempDir() });
  * const doc = { name: "l3", series: "x", path: "/p", config: {}, d_sae: 8, d_model: 4, hook_point: "h", model: "m" };
  * await ensureSaeDoc(store, doc);
  * const again = await ensureSaeDoc(store, { ...doc, path: "/elsewhere" });
- * console.assert(again.path === "/p");
+ * assert.equal(again.path, "/p");
  * ```
  */
 export async function ensureSaeDoc(store: FeatureStore, doc: SaeDoc): Promise<SaeDoc> {

@@ -35,10 +35,11 @@ export interface FeatureSelectionSettings {
  * @throws {ConfigError} For an index ≥ `dSae`, or `top_k_features` with no store or no analysis.
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { selectFeatures } from "./_select.ts";
  * const base = { features: null, top_k_features: null, analysis_name: "default", sae_series: "x", sae_name: "s" };
- * console.assert((await selectFeatures({ ...base, feature_range: [2, 4] }))?.join() === "2,3,4");
- * console.assert((await selectFeatures({ ...base, feature_range: null })) === null);
+ * assert.equal((await selectFeatures({ ...base, feature_range: [2, 4] }))?.join(), "2,3,4");
+ * assert.equal((await selectFeatures({ ...base, feature_range: null })), null);
  * ```
  */
 export async function selectFeatures(

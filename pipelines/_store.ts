@@ -25,10 +25,11 @@ export interface StoreSettings {
  * @throws {StoreUnavailableError} When the server cannot be reached or the file opened.
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { openSettingsStore } from "./_store.ts";
  * const dir = await Deno.makeTempDir();
  * await using store = await openSettingsStore({ mongo: null, output_dir: dir });
- * console.assert(store.location.startsWith(dir));
+ * assert(store.location.startsWith(dir));
  * ```
  */
 export async function openSettingsStore(settings: StoreSettings): Promise<FeatureStore> {
@@ -47,8 +48,9 @@ export async function openSettingsStore(settings: StoreSettings): Promise<Featur
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { jsonData } from "./_store.ts";
- * console.assert(JSON.stringify(jsonData({ a: 1, b: undefined })) === '{"a":1}');
+ * assert.equal(JSON.stringify(jsonData({ a: 1, b: undefined })), '{"a":1}');
  * ```
  */
 export function jsonData(value: object): Record<string, unknown> {

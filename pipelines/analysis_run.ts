@@ -44,9 +44,10 @@ export const DEFAULT_LEASE_MS = 60_000;
  * @returns Milliseconds.
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { leaseMsFromEnv } from "./analysis_run.ts";
- * console.assert(leaseMsFromEnv(() => "2.5") === 2500);
- * console.assert(leaseMsFromEnv(() => undefined) === 60000);
+ * assert.equal(leaseMsFromEnv(() => "2.5"), 2500);
+ * assert.equal(leaseMsFromEnv(() => undefined), 60000);
  * ```
  */
 export function leaseMsFromEnv(
@@ -62,8 +63,9 @@ export function leaseMsFromEnv(
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { runOwner } from "./analysis_run.ts";
- * console.assert(runOwner().endsWith(` pid ${Deno.pid}`));
+ * assert(runOwner().endsWith(` pid ${Deno.pid}`));
  * ```
  */
 export function runOwner(): string {
@@ -117,6 +119,7 @@ export type PublishedFields = Omit<AnalysisDoc, "status" | "generation" | "run">
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { openStore } from "../lib/store/mod.ts";
  * import { AnalysisRun } from "./analysis_run.ts";
  * await using store = await openStore({ outputDir: await Deno.makeTempDir() });
@@ -127,12 +130,13 @@ export type PublishedFields = Omit<AnalysisDoc, "status" | "generation" | "run">
  *   const writer = run.writer().getWriter();
  *   await writer.write({ sae_series: "x", sae_name: "s", index: 0, analyses: { default: {
  *     act_times: 0, n_analyzed_tokens: 0, max_activation: 0, mean: 0, std: 0,
- *     histogram: { edges: [], counts: [] }, quantiles: {}, samplings: [] } } });
+ *     histogram: { relative_accuracy: 0.01, index_offset: 0, counts: new Float64Array(0) },
+ *     quantiles: [], samplings: [] } } });
  *   await writer.close();
- *   console.assert((await store.getFeature("x", "s", 0)) === null); // not published yet
+ *   assert.equal(await store.getFeature("x", "s", 0), null); // not published yet
  *   await run.publish({ ...doc, finished_at: new Date().toISOString() });
  * }
- * console.assert((await store.getFeature("x", "s", 0))?.index === 0);
+ * assert.equal((await store.getFeature("x", "s", 0))?.index, 0);
  * ```
  */
 export class AnalysisRun implements AsyncDisposable {
@@ -313,10 +317,11 @@ export async function withSignals<T>(fn: (signal: AbortSignal) => Promise<T>): P
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { signalName } from "./analysis_run.ts";
  * const a = new AbortController();
  * a.abort("SIGTERM");
- * console.assert(signalName(a.signal) === "SIGTERM");
+ * assert.equal(signalName(a.signal), "SIGTERM");
  * ```
  */
 export function signalName(signal: AbortSignal | undefined): "SIGINT" | "SIGTERM" | undefined {

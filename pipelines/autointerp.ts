@@ -112,6 +112,7 @@ export class AutoInterpFailedError extends Error {
  * @returns The options for `autointerpStage` / `resolveAutoInterpOptions`.
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { autoInterpOptionsOf } from "./autointerp.ts";
  * import { AutoInterpSettingsSchema } from "../lib/settings/mod.ts";
  * const s = AutoInterpSettingsSchema.parse({
@@ -119,7 +120,9 @@ export class AutoInterpFailedError extends Error {
  *   auto_interp: { openai_model: "gpt-4o-mini" },
  * });
  * const o = autoInterpOptionsOf(s);
- * console.assert(o.max_workers === 3 && o.openai_model === "gpt-4o-mini" && !("temperature" in o));
+ * assert.equal(o.max_workers, 3);
+ * assert.equal(o.openai_model, "gpt-4o-mini");
+ * assert(!("temperature" in o));
  * ```
  */
 export function autoInterpOptionsOf(settings: AutoInterpSettings): AutoInterpOptions {
@@ -166,6 +169,7 @@ export function autoInterpOptionsOf(settings: AutoInterpSettings): AutoInterpOpt
  * @throws {StoreUnavailableError} When the store cannot be opened.
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { autoInterp } from "./autointerp.ts";
  * import { AutoInterpSettingsSchema } from "../lib/settings/mod.ts";
  * import { openSettingsStore } from "./_store.ts";
@@ -182,7 +186,8 @@ export function autoInterpOptionsOf(settings: AutoInterpSettings): AutoInterpOpt
  * }
  * const client = { model: "none", complete: () => Promise.reject(new Error("not called")) };
  * const summary = await autoInterp(settings, { client, log: () => {} });
- * console.assert(summary.skipped_dead === 1 && summary.done === 0);
+ * assert.equal(summary.skipped_dead, 1);
+ * assert.equal(summary.done, 0);
  * ```
  */
 export async function autoInterp(

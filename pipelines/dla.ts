@@ -83,6 +83,7 @@ export interface DlaSummary {
  * @throws {StoreUnavailableError} When the store cannot be opened.
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { directLogitAttribute } from "./dla.ts";
  * import { DirectLogitAttributeSettingsSchema } from "../lib/settings/mod.ts";
  * const fixtures = new URL("../fixtures/", import.meta.url).pathname;
@@ -94,7 +95,7 @@ export interface DlaSummary {
  *   output_dir: await Deno.makeTempDir(),
  * });
  * const summary = await directLogitAttribute(settings, { log: () => {}, session: { intraOpThreads: 1 } });
- * console.assert(summary.features === 256);
+ * assert.equal(summary.features, 256);
  * ```
  */
 export async function directLogitAttribute(

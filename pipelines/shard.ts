@@ -24,8 +24,9 @@ export interface Shard {
  * @throws {ConfigError} Unless `text` is two integers with `0 <= i < N`.
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { parseShard } from "./shard.ts";
- * console.assert(parseShard("1/4").index === 1);
+ * assert.equal(parseShard("1/4").index, 1);
  * ```
  */
 export function parseShard(text: string, where = "--shard"): Shard {
@@ -82,11 +83,13 @@ function index(text: string, where: string): number {
  * @throws {ConfigError} For a malformed or out-of-range value, naming where it came from.
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { resolveShard } from "./shard.ts";
  * const env = { JOB_COMPLETION_INDEX: "2", SAEFLOW_SHARDS: "4" } as Record<string, string>;
  * const shard = resolveShard({ env: (n) => env[n] });
- * console.assert(shard?.index === 2 && shard.count === 4);
- * console.assert(resolveShard({ env: () => undefined }) === undefined);
+ * assert.equal(shard?.index, 2);
+ * assert.equal(shard.count, 4);
+ * assert.equal(resolveShard({ env: () => undefined }), undefined);
  * ```
  */
 export function resolveShard(options: ResolveShardOptions = {}): Shard | undefined {

@@ -68,11 +68,12 @@ export interface AutoInterpSummary {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { AutoInterpTally } from "./autointerp.ts";
  * const tally = new AutoInterpTally();
  * tally.add({ index: 3, status: "skipped_dead" });
- * console.assert(tally.summary.skipped_dead === 1);
- * console.assert(tally.line().startsWith("auto-interp: 0 done"));
+ * assert.equal(tally.summary.skipped_dead, 1);
+ * assert(tally.line().startsWith("auto-interp: 0 done"));
  * ```
  */
 export class AutoInterpTally {
@@ -154,6 +155,7 @@ function defaultClient(o: ResolvedAutoInterpOptions, log: (line: string) => void
  * @throws {ConfigError} For a bad option or a missing API key.
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { autointerpStage } from "./autointerp.ts";
  * const dead = { sae_name: "s", sae_series: "x", index: 0, analyses: {} };
  * const stage = autointerpStage({
@@ -161,7 +163,8 @@ function defaultClient(o: ResolvedAutoInterpOptions, log: (line: string) => void
  *   client: { model: "none", complete: () => Promise.reject(new Error("unused")) },
  * });
  * const out = await Array.fromAsync(ReadableStream.from([dead]).pipeThrough(stage));
- * console.assert(out.length === 1 && out[0]!.interpretation === undefined);
+ * assert.equal(out.length, 1);
+ * assert.equal(out[0]!.interpretation, undefined);
  * ```
  */
 export function autointerpStage(

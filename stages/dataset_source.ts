@@ -81,11 +81,13 @@ async function* interleaved(
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { datasetSource } from "./dataset_source.ts";
  * const corpus = new URL("../fixtures/text/corpus.jsonl", import.meta.url).pathname;
  * const stream = datasetSource([{ name: "a", pathOrId: corpus }, { name: "b", pathOrId: corpus }]);
  * const records = await Array.fromAsync(stream);
- * console.assert(records[0]!.source === "a" && records.at(-1)!.source === "b");
+ * assert.equal(records[0]!.source, "a");
+ * assert.equal(records.at(-1)!.source, "b");
  * ```
  */
 export function datasetSource(

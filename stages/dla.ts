@@ -74,6 +74,7 @@ export interface DlaStageOptions {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { dla } from "./dla.ts";
  * const dModel = 64;
  * const sae = { W_dec: new Float32Array(2 * dModel).map((_, i) => Math.sin(i)), dModel, dSae: 2 };
@@ -83,7 +84,8 @@ export interface DlaStageOptions {
  *   model: new URL("../fixtures/tiny-neox/model.onnx", import.meta.url).pathname,
  *   topK: 3,
  * })));
- * console.assert(out[1]!.index === 1 && out[1]!.logits!.top_positive.length === 3);
+ * assert.equal(out[1]!.index, 1);
+ * assert.equal(out[1]!.logits!.top_positive.length, 3);
  * ```
  */
 export function dla(options: DlaStageOptions): TransformStream<FeatureRecord, FeatureRecord> {

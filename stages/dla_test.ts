@@ -1,5 +1,5 @@
 import { ConfigError } from "../lib/errors.ts";
-import { eventually } from "../lib/_testing.ts";
+import { eventually, GatedSink, pullCountingSource, settle } from "../lib/_testing.ts";
 import { attributeSae, DlaComputer } from "../lib/dla/mod.ts";
 import { assert, assertEquals, assertRejects, fixtureDir, uniform } from "../lib/dla/_testing.ts";
 import { OnnxModel } from "../lib/onnx/mod.ts";
@@ -10,8 +10,10 @@ const neox = await OnnxModel.load(`${fixtureDir("tiny-neox")}/model.onnx`);
 const ONE_THREAD = { intraOpThreads: 1 };
 const D = 64;
 const sae = { W_dec: uniform(17, 12 * D), dModel: D, dSae: 12, path: "test-sae" };
-// One computer shared by the tests that do not test ownership.
+// One computer shared by the tests that do not test ownership, released when the file's tests
+// are done, whichever ran.
 const shared = await DlaComputer.create(neox, { topK: 5, chunkSize: 3, session: ONE_THREAD });
+globalThis.addEventListener("unload", () => void shared.release());
 // The reference: the same SAE through attributeSae.
 const expected = await Array.fromAsync(attributeSae({ sae, model: shared }));
 
@@ -21,26 +23,17 @@ function record(index: number): FeatureRecord {
 
 /** A source of records for the given indices that counts pulls and can fail at a given pull. */
 function source(indices: number[], opts: { failAt?: number; endless?: boolean } = {}) {
-  const state = { pulls: 0, cancelled: false as unknown };
-  const stream = new ReadableStream<FeatureRecord>({
-    pull(controller) {
-      const i = state.pulls++;
-      if (i === opts.failAt) controller.error(new Error("source broke"));
-      else if (opts.endless) controller.enqueue(record(i % sae.dSae));
-      else if (i >= indices.length) controller.close();
-      else controller.enqueue(record(indices[i]!));
-    },
-    cancel(reason) {
-      state.cancelled = reason ?? true;
-    },
-  }, { highWaterMark: 0 });
-  return { stream, state };
+  return pullCountingSource((i) => {
+    if (i === opts.failAt) throw new Error("source broke");
+    if (opts.endless) return record(i % sae.dSae);
+    return i < indices.length ? record(indices[i]!) : undefined;
+  });
 }
 
 Deno.test("dla() adds each feature's logits, in input order, across chunk boundaries", async () => {
   const indices = [5, 0, 11, 3, 3, 7, 1]; // 7 records: chunks of 3, 3 and 1
-  const { stream } = source(indices);
-  const out = await Array.fromAsync(stream.pipeThrough(dla({ sae, computer: shared })));
+  const src = source(indices);
+  const out = await Array.fromAsync(src.stream.pipeThrough(dla({ sae, computer: shared })));
   assertEquals(out.map((r) => r.index), indices);
   for (const r of out) {
     assertEquals(r.sae_name, "s");
@@ -74,28 +67,33 @@ Deno.test("dla() opens its own computer from a model with the DLA settings and r
   assertEquals(logits.top_positive[0]!.logit, raw[logits.top_positive[0]!.id]);
 });
 
-Deno.test("dla() pulls records only when downstream has room (backpressure)", async () => {
-  const { stream, state } = source([], { endless: true });
-  const reader = stream.pipeThrough(dla({ sae, computer: shared })).getReader();
-  await new Promise((r) => setTimeout(r, 50));
-  // One chunk (3) gathered and emitted into the readable queue, plus the writable side's queue.
-  const idle = state.pulls;
-  assert(idle <= 3 + 3, `pulled ${idle} records with nobody reading`);
-  await reader.read();
-  await new Promise((r) => setTimeout(r, 50));
-  assert(state.pulls <= idle + 3 + 1, `pulled ${state.pulls - idle} more after one read`);
-  await reader.cancel("done");
-  await eventually(() => state.cancelled === "done", "the cancel reached the source");
+Deno.test("dla() pulls records only as the sink takes them (backpressure)", async () => {
+  const src = source([], { endless: true });
+  const sink = new GatedSink<FeatureRecord>();
+  const piped = src.stream.pipeThrough(dla({ sae, computer: shared })).pipeTo(sink.stream);
+  await sink.waitForWrites(1); // the sink holds record 0 and does not let it go
+  await settle(() => src.pulls);
+  // The first chunk (3 records; record 0 in the sink) and one record in the stage's input queue.
+  const held = src.pulls;
+  assert(held <= 3 + 1, `pulled ${held} records with the sink blocked`);
+  sink.release(3); // the first chunk
+  await sink.waitForWrites(4);
+  await settle(() => src.pulls);
+  assert(src.pulls <= held + 3, `pulled ${src.pulls - held} more after three were taken`);
+  assertEquals(sink.received.map((r) => r.index), [0, 1, 2, 3]);
+  sink.fail("done");
+  assertEquals(await piped.catch((e) => e), "done");
+  assertEquals(src.cancelReason, "done");
 });
 
 Deno.test("dla() releases a computer it owns on cancel, and the cancel reaches the source", async () => {
   const own = await DlaComputer.create(neox, { chunkSize: 2, session: ONE_THREAD });
-  const { stream, state } = source([], { endless: true });
-  const reader = stream.pipeThrough(dla({ sae, computer: own, ownComputer: true })).getReader();
+  const src = source([], { endless: true });
+  const reader = src.stream.pipeThrough(dla({ sae, computer: own, ownComputer: true })).getReader();
   await reader.read();
   await reader.cancel("enough");
   await eventually(() => own.released, "the computer was released");
-  await eventually(() => state.cancelled === "enough", "the cancel reached the source");
+  await eventually(() => src.cancelReason === "enough", "the cancel reached the source");
 });
 
 Deno.test("dla() releases a computer it owns when the input ends", async () => {
@@ -109,9 +107,9 @@ Deno.test("dla() releases a computer it owns when the input ends", async () => {
 Deno.test("dla() errors travel both ways and release the computer", async (t) => {
   await t.step("a source error reaches the reader", async () => {
     const own = await DlaComputer.create(neox, { chunkSize: 2, session: ONE_THREAD });
-    const { stream } = source([0, 1, 2, 3], { failAt: 3 });
+    const src = source([0, 1, 2, 3], { failAt: 3 });
     await assertRejects(
-      () => Array.fromAsync(stream.pipeThrough(dla({ sae, computer: own, ownComputer: true }))),
+      () => Array.fromAsync(src.stream.pipeThrough(dla({ sae, computer: own, ownComputer: true }))),
       Error,
       "source broke",
     );
@@ -119,13 +117,13 @@ Deno.test("dla() errors travel both ways and release the computer", async (t) =>
   });
   await t.step("a bad record errors the reader and cancels the source", async () => {
     const own = await DlaComputer.create(neox, { chunkSize: 2, session: ONE_THREAD });
-    const { stream, state } = source([0, 40, 1, 2, 3, 4]);
+    const src = source([0, 40, 1, 2, 3, 4]);
     await assertRejects(
-      () => Array.fromAsync(stream.pipeThrough(dla({ sae, computer: own, ownComputer: true }))),
+      () => Array.fromAsync(src.stream.pipeThrough(dla({ sae, computer: own, ownComputer: true }))),
       RangeError,
       "dla(): feature index 40 of t/s is out of range for SAE test-sae (d_sae 12)",
     );
-    await eventually(() => state.cancelled !== false, "the source was cancelled");
+    await eventually(() => src.cancelReason !== undefined, "the source was cancelled");
     assert(own.released);
   });
   await t.step(
@@ -168,9 +166,4 @@ Deno.test("dla() checks its options at once", async () => {
     TypeError,
     "dla(): give a computer or a model",
   );
-});
-
-Deno.test("the shared computer is released last", async () => {
-  await shared.release();
-  assert(shared.released);
 });

@@ -38,6 +38,7 @@ export interface FeatureAnalyzerStageOptions extends FeatureAnalyzerOptions {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { featureAnalyzer } from "./feature_analyzer.ts";
  * const batch = {
  *   batchSize: 1, contextSize: 2, dSae: 3,
@@ -46,7 +47,8 @@ export interface FeatureAnalyzerStageOptions extends FeatureAnalyzerOptions {
  *   position: new Int32Array([1]), feature: new Int32Array([2]), value: new Float32Array([1.5]),
  * };
  * const records = await Array.fromAsync(ReadableStream.from([batch]).pipeThrough(featureAnalyzer()));
- * console.assert(records.length === 3 && records[2]!.analyses.default!.max_activation === 1.5);
+ * assert.equal(records.length, 3);
+ * assert.equal(records[2]!.analyses.default!.max_activation, 1.5);
  * ```
  */
 export class FeatureAnalyzerStream {
@@ -164,10 +166,11 @@ export class FeatureAnalyzerStream {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { featureAnalyzer } from "./feature_analyzer.ts";
  * const stage = featureAnalyzer({ nTop: 5, seed: 1 });
  * await ReadableStream.from([]).pipeTo(stage.writable);
- * console.assert((await Array.fromAsync(stage.readable)).length === 0); // d_sae unknown: no batch
+ * assert.equal((await Array.fromAsync(stage.readable)).length, 0); // d_sae unknown: no batch
  * ```
  */
 export function featureAnalyzer(options: FeatureAnalyzerStageOptions = {}): FeatureAnalyzerStream {

@@ -1,7 +1,8 @@
 import { deepStrictEqual as assertEquals, ok as assert, rejects } from "node:assert/strict";
 import { AnalyzerState } from "../lib/analysis/state.ts";
 import { synthetic, toBatches } from "../lib/analysis/_test_util.ts";
-import type { FeatureBatch } from "../lib/types.ts";
+import type { FeatureBatch, FeatureRecord } from "../lib/types.ts";
+import { GatedSink, pullCountingSource, settle } from "../lib/_testing.ts";
 import { featureAnalyzer } from "./feature_analyzer.ts";
 
 const OPTIONS = { nTop: 4, windowBefore: 3, windowAfter: 3, seed: 5 };
@@ -10,38 +11,15 @@ const BATCHES = toBatches(DATA, 4); // 15 batches of 32 tokens
 
 /** A source that counts pulls and can run forever (cycling the batches) or fail. */
 function source(options: { forever?: boolean; failAfter?: number; onPull?: (n: number) => void }) {
-  let pulls = 0;
-  let cancelled: unknown = undefined;
-  let resolveCancel!: () => void;
-  const cancel = new Promise<void>((r) => resolveCancel = r);
-  const stream = new ReadableStream<FeatureBatch>({
-    pull(controller) {
-      options.onPull?.(pulls);
-      if (options.failAfter !== undefined && pulls === options.failAfter) {
-        controller.error(new Error("disk gone"));
-        return;
-      }
-      if (!options.forever && pulls === BATCHES.length) {
-        controller.close();
-        return;
-      }
-      const b = BATCHES[pulls % BATCHES.length]!;
-      const round = Math.floor(pulls / BATCHES.length);
-      controller.enqueue({
-        ...b,
-        origins: b.origins.map((o) => ({ ...o, shard: o.shard + 10 * round })),
-      });
-      pulls++;
-    },
-    cancel(reason) {
-      cancelled = reason;
-      resolveCancel();
-    },
-  }, { highWaterMark: 0 });
-  return { stream, pulls: () => pulls, cancelled: () => cancelled, cancel };
+  return pullCountingSource<FeatureBatch>((i) => {
+    options.onPull?.(i);
+    if (options.failAfter !== undefined && i === options.failAfter) throw new Error("disk gone");
+    if (!options.forever && i === BATCHES.length) return undefined;
+    const b = BATCHES[i % BATCHES.length]!;
+    const round = Math.floor(i / BATCHES.length);
+    return { ...b, origins: b.origins.map((o) => ({ ...o, shard: o.shard + 10 * round })) };
+  });
 }
-
-const tick = () => new Promise((r) => setTimeout(r, 0));
 
 Deno.test("featureAnalyzer() emits one record per feature when the input ends, as AnalyzerState does", async () => {
   const records = await Array.fromAsync(source({}).stream.pipeThrough(featureAnalyzer(OPTIONS)));
@@ -63,16 +41,19 @@ Deno.test("featureAnalyzer() pulls the source at most a batch ahead and emits no
   await reader.cancel();
 });
 
-Deno.test("featureAnalyzer() builds records only as the reader pulls them", async () => {
+Deno.test("featureAnalyzer() builds records only as the sink takes them", async () => {
   const stage = featureAnalyzer(OPTIONS);
-  const reader = source({}).stream.pipeThrough(stage).getReader();
-  await reader.read();
-  await reader.read();
-  for (let i = 0; i < 5; i++) await tick();
-  assertEquals(stage.recordsEmitted, 2);
-  let rest = 0;
-  while (!(await reader.read()).done) rest++;
-  assertEquals([rest, stage.recordsEmitted], [38, 40]);
+  const sink = new GatedSink<FeatureRecord>();
+  const piped = source({}).stream.pipeThrough(stage).pipeTo(sink.stream);
+  sink.release(); // record 0 is taken; record 1 is held
+  await sink.waitForWrites(2);
+  await settle(() => stage.recordsEmitted);
+  // Record 0 taken and record 1 held by the sink: no record is built ahead of them.
+  assert(stage.recordsEmitted <= 2, `built ${stage.recordsEmitted} records with the sink blocked`);
+  sink.release(1000);
+  await piped;
+  assertEquals([sink.received.length, stage.recordsEmitted], [40, 40]);
+  assertEquals(sink.received.map((r) => r.index), Array.from({ length: 40 }, (_, i) => i));
 });
 
 Deno.test("featureAnalyzer() passes a cancel of its output on to the source", async () => {
@@ -83,8 +64,7 @@ Deno.test("featureAnalyzer() passes a cancel of its output on to the source", as
   const pending = reader.read();
   await pulledFive;
   await reader.cancel("enough");
-  await src.cancel;
-  assertEquals(src.cancelled(), "enough");
+  assertEquals(await src.cancelled, "enough");
   assertEquals((await pending).done, true);
 });
 
@@ -94,33 +74,22 @@ Deno.test("featureAnalyzer() hands an error of the source to the reader", async 
 });
 
 Deno.test("featureAnalyzer() errors its output and cancels the source on a malformed batch", async () => {
-  let cancelled: unknown;
   const bad = { ...BATCHES[0]!, mask: new Uint8Array(1) };
-  const src = new ReadableStream<FeatureBatch>({
-    start(c) {
-      c.enqueue(BATCHES[0]!);
-      c.enqueue(bad);
-    },
-    cancel(reason) {
-      cancelled = reason;
-    },
-  });
-  const reader = src.pipeThrough(featureAnalyzer(OPTIONS)).getReader();
+  const src = pullCountingSource<FeatureBatch>((i) => [BATCHES[0]!, bad][i]);
+  const reader = src.stream.pipeThrough(featureAnalyzer(OPTIONS)).getReader();
   const isBad = (e: unknown) =>
     e instanceof RangeError &&
     e.message === "Cannot analyze FeatureBatch: mask has length 1, expected B*T = 32";
   await rejects(reader.read(), isBad);
-  await tick();
-  assert(isBad(cancelled), "the source was not cancelled with the error");
+  assert(isBad(await src.cancelled), "the source was not cancelled with the error");
 });
 
 Deno.test("featureAnalyzer() with limitTokens stops the source after the batch reaching the limit", async () => {
   const stage = featureAnalyzer({ ...OPTIONS, limitTokens: 100 });
   const src = source({ forever: true });
   const records = await Array.fromAsync(src.stream.pipeThrough(stage));
-  await src.cancel;
+  assert((await src.cancelled) instanceof Error);
   assertEquals([stage.nTokens, stage.nBatches, stage.limitReached], [128, 4, true]);
-  assert(src.cancelled() instanceof Error);
   const state = new AnalyzerState(OPTIONS);
   for (const b of BATCHES.slice(0, 4)) state.add(b);
   assertEquals(records, state.finish());

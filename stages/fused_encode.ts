@@ -63,6 +63,7 @@ export interface FusedEncodeOptions {
  * @returns a `TransformStream<ContextBatch, FeatureBatch>`
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { fusedEncode } from "./fused_encode.ts";
  * import type { SaeDescription } from "../lib/sae/mod.ts";
  * const sae = {
@@ -83,7 +84,8 @@ export interface FusedEncodeOptions {
  *   sae,
  *   intraOpThreads: 1,
  * })));
- * console.assert(out!.dSae === 16 && out!.position.every((p) => p > 0));
+ * assert.equal(out!.dSae, 16);
+ * assert(out!.position.every((p) => p > 0));
  * ```
  */
 export function fusedEncode(

@@ -1,5 +1,5 @@
 import { assert, assertEquals, assertRejects } from "../lib/onnx/_testing.ts";
-import { eventually } from "../lib/_testing.ts";
+import { eventually, GatedSink, pullCountingSource, settle } from "../lib/_testing.ts";
 import { ConfigError } from "../lib/errors.ts";
 import { OnnxModel } from "../lib/onnx/mod.ts";
 import { randomWeights, writeLmSaes, writeSaeLens } from "../lib/sae/_testing.ts";
@@ -20,8 +20,13 @@ await writeLmSaes(`${dir}/lm`, randomWeights(8, 64, 120), {
 });
 await writeSaeLens(`${dir}/narrow`, randomWeights(9, 32, 50), { hook_name: HOOK });
 const sae = await loadSae(`${dir}/lm`);
-// One encoder shared by the tests of this file (the stage does not own it).
+// One encoder shared by the tests of this file (the stage does not own it), released with the
+// SAE folders when the file's tests are done, whichever ran.
 const shared = await FusedSaeEncoder.create(model, sae, HOOK, { intraOpThreads: 1 });
+globalThis.addEventListener("unload", () => {
+  void shared.release();
+  Deno.removeSync(dir, { recursive: true });
+});
 
 function makeBatch(i: number, B = 2, T = 6): ContextBatch {
   const tokens = new Int32Array(B * T).map((_, k) => (k * 31 + i * 7) % 1000 + 1);
@@ -36,21 +41,12 @@ function makeBatch(i: number, B = 2, T = 6): ContextBatch {
   };
 }
 
-/** A source that counts pulls and can fail at a given batch. */
+/** A source of `n` batches that counts pulls and can fail at a given batch. */
 function source(n: number, opts: { failAt?: number } = {}) {
-  const state = { pulls: 0, cancelled: false as unknown };
-  const stream = new ReadableStream<ContextBatch>({
-    pull(controller) {
-      const i = state.pulls++;
-      if (i === opts.failAt) controller.error(new Error("source broke"));
-      else if (i >= n) controller.close();
-      else controller.enqueue(makeBatch(i));
-    },
-    cancel(reason) {
-      state.cancelled = reason ?? true;
-    },
-  }, { highWaterMark: 0 });
-  return { stream, state };
+  return pullCountingSource((i) => {
+    if (i === opts.failAt) throw new Error("source broke");
+    return i < n ? makeBatch(i) : undefined;
+  });
 }
 
 Deno.test("fusedEncode() emits what model hook → SAE encode emits", async () => {
@@ -79,22 +75,33 @@ Deno.test("fusedEncode() emits what model hook → SAE encode emits", async () =
   assert(!shared.released, "an encoder the stage was given stays open");
 });
 
-Deno.test("fusedEncode() pulls only when downstream reads (backpressure)", async () => {
-  const { stream, state } = source(100);
-  const reader = stream.pipeThrough(fusedEncode({ encoder: shared })).getReader();
-  assert(!(await reader.read()).done);
-  await new Promise((r) => setTimeout(r, 50)); // give an eager stage time to run ahead
-  assert(state.pulls <= 4, `the source was pulled ${state.pulls} times`);
-  await reader.cancel("done");
+Deno.test("fusedEncode() pulls only as the sink takes batches (backpressure)", async () => {
+  const src = source(100);
+  const sink = new GatedSink<FeatureBatch>();
+  const piped = src.stream.pipeThrough(fusedEncode({ encoder: shared })).pipeTo(sink.stream);
+  await sink.waitForWrites(1); // the sink holds batch 0 and does not let it go
+  await settle(() => src.pulls);
+  // Batch 0 in the sink and batch 1 in the stage's input queue: nothing more, however long.
+  const held = src.pulls;
+  assert(held <= 2, `the source was pulled ${held} times with the sink blocked`);
+  sink.release();
+  await sink.waitForWrites(2);
+  await settle(() => src.pulls);
+  assert(src.pulls <= held + 1, `one batch taken let ${src.pulls - held} more in`);
+  assertEquals(sink.received.map((b) => b.origins[0]!.row), [0, 2]);
+  sink.fail("consumer stopped");
+  assertEquals(await piped.catch((e) => e), "consumer stopped");
+  assertEquals(src.cancelReason, "consumer stopped");
 });
 
 Deno.test("cancelling the output reaches the source and releases an owned fused encoder", async () => {
   const owned = await FusedSaeEncoder.create(model, sae, HOOK, { intraOpThreads: 1 });
-  const { stream, state } = source(100);
-  const reader = stream.pipeThrough(fusedEncode({ encoder: owned, ownEncoder: true })).getReader();
+  const src = source(100);
+  const reader = src.stream.pipeThrough(fusedEncode({ encoder: owned, ownEncoder: true }))
+    .getReader();
   await reader.read();
   await reader.cancel("consumer stopped");
-  await eventually(() => state.cancelled === "consumer stopped", "the source was cancelled");
+  await eventually(() => src.cancelReason === "consumer stopped", "the source was cancelled");
   assert(owned.released, "the owned encoder was released");
 });
 
@@ -115,8 +122,8 @@ Deno.test("an error in the source reaches the caller and releases an owned fused
 
 Deno.test("an error in the stage reaches the caller and cancels the source", async () => {
   const owned = await FusedSaeEncoder.create(model, sae, HOOK, { intraOpThreads: 1 });
-  const { stream, state } = source(100);
-  const batches = stream.pipeThrough(
+  const src = source(100);
+  const batches = src.stream.pipeThrough(
     new TransformStream<ContextBatch, ContextBatch>({
       transform: (b, c) =>
         c.enqueue(b.origins[0]!.row === 2 ? { ...b, tokens: new Int32Array(3) } : b),
@@ -128,7 +135,7 @@ Deno.test("an error in the stage reaches the caller and cancels the source", asy
     "FusedSaeEncoder.encode(): batch of 2×6 has 3 tokens, 12 attention and 12 mask values",
   );
   assert(owned.released);
-  await eventually(() => state.cancelled instanceof RangeError, "the source got the error");
+  await eventually(() => src.cancelReason instanceof RangeError, "the source got the error");
 });
 
 Deno.test("fusedEncode() opens its own encoder from folders; a d_model mismatch is a ConfigError", async () => {
@@ -164,10 +171,4 @@ Deno.test("canFuse() accepts a resolvable hook and says why it refuses", () => {
   const check = canFuse(old, sae);
   assertEquals(check.fusable, false);
   assertEquals(check.reason, "ONNX model old.onnx has opset 10; the fused SAE encoder needs ≥ 11");
-});
-
-Deno.test("the last test releases the shared encoder", async () => {
-  await shared.release();
-  assert(shared.released);
-  await Deno.remove(dir, { recursive: true });
 });

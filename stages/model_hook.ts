@@ -60,6 +60,7 @@ export interface ModelHookOptions {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { modelHook } from "./model_hook.ts";
  * const batch = {
  *   batchSize: 1,
@@ -73,7 +74,7 @@ export interface ModelHookOptions {
  *   model: new URL("../fixtures/tiny-neox/model.onnx", import.meta.url).pathname,
  *   hookPoints: ["blocks.1.hook_resid_post"],
  * })));
- * console.assert(out[0]!.activations["blocks.1.hook_resid_post"]!.length === 4 * 64);
+ * assert.equal(out[0]!.activations["blocks.1.hook_resid_post"]!.length, 4 * 64);
  * ```
  */
 export function modelHook(

@@ -60,6 +60,7 @@ function contextOf(batch: ContextBatch): ContextBatch {
  * @returns a `TransformStream<ActivationBatch, FeatureBatch>`
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { saeEncode } from "./sae_encode.ts";
  * import type { SaeDescription } from "../lib/sae/mod.ts";
  * const sae = {
@@ -78,7 +79,8 @@ function contextOf(batch: ContextBatch): ContextBatch {
  * const [out] = await Array.fromAsync(
  *   ReadableStream.from([batch]).pipeThrough(saeEncode({ sae, intraOpThreads: 1 })),
  * );
- * console.assert([...out!.position].join() === "1,1" && out!.value[0] === 3);
+ * assert.equal([...out!.position].join(), "1,1");
+ * assert.equal(out!.value[0], 3);
  * ```
  */
 export function saeEncode(

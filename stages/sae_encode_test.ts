@@ -1,5 +1,5 @@
 import { assert, assertEquals, assertRejects } from "../lib/onnx/_testing.ts";
-import { eventually } from "../lib/_testing.ts";
+import { eventually, GatedSink, pullCountingSource, settle } from "../lib/_testing.ts";
 import { ConfigError } from "../lib/errors.ts";
 import { prng, randomWeights, uniform, writeLmSaes } from "../lib/sae/_testing.ts";
 import { encodeReference, loadSae, SaeEncoder } from "../lib/sae/mod.ts";
@@ -13,8 +13,13 @@ const T = 6;
 const dir = await Deno.makeTempDir({ prefix: "sae_encode_test_" });
 await writeLmSaes(dir, randomWeights(5, D, 40), { act_fn: "jumprelu", hook_point_in: HOOK });
 const sae = await loadSae(dir);
-// One encoder shared by the tests of this file (the stage does not own it).
+// One encoder shared by the tests of this file (the stage does not own it), released with the
+// SAE folder when the file's tests are done, whichever ran.
 const shared = await SaeEncoder.create(sae, { intraOpThreads: 1 });
+globalThis.addEventListener("unload", () => {
+  void shared.release();
+  Deno.removeSync(dir, { recursive: true });
+});
 
 function makeBatch(i: number, d = D): ActivationBatch {
   const attention = new Uint8Array(B * T).fill(1).fill(0, B * T - 2);
@@ -31,21 +36,12 @@ function makeBatch(i: number, d = D): ActivationBatch {
   };
 }
 
-/** A source that counts pulls and can fail at a given batch or send a batch of another width. */
+/** A source of `n` batches that counts pulls; it can fail at a batch or send one of another width. */
 function source(n: number, opts: { failAt?: number; wideAt?: number } = {}) {
-  const state = { pulls: 0, cancelled: false as unknown };
-  const stream = new ReadableStream<ActivationBatch>({
-    pull(controller) {
-      const i = state.pulls++;
-      if (i === opts.failAt) controller.error(new Error("source broke"));
-      else if (i >= n) controller.close();
-      else controller.enqueue(makeBatch(i, i === opts.wideAt ? 2 * D : D));
-    },
-    cancel(reason) {
-      state.cancelled = reason ?? true;
-    },
-  }, { highWaterMark: 0 });
-  return { stream, state };
+  return pullCountingSource((i) => {
+    if (i === opts.failAt) throw new Error("source broke");
+    return i < n ? makeBatch(i, i === opts.wideAt ? 2 * D : D) : undefined;
+  });
 }
 
 Deno.test("saeEncode() emits the reference's active entries of the analyzed tokens", async () => {
@@ -71,22 +67,33 @@ Deno.test("saeEncode() emits the reference's active entries of the analyzed toke
   assert(!shared.released, "an encoder the stage was given stays open");
 });
 
-Deno.test("saeEncode() pulls only when downstream reads (backpressure)", async () => {
-  const { stream, state } = source(100);
-  const reader = stream.pipeThrough(saeEncode({ encoder: shared })).getReader();
-  assert(!(await reader.read()).done);
-  await new Promise((r) => setTimeout(r, 50)); // give an eager stage time to run ahead
-  assert(state.pulls <= 4, `the source was pulled ${state.pulls} times`);
-  await reader.cancel("done");
+Deno.test("saeEncode() pulls only as the sink takes batches (backpressure)", async () => {
+  const src = source(100);
+  const sink = new GatedSink<FeatureBatch>();
+  const piped = src.stream.pipeThrough(saeEncode({ encoder: shared })).pipeTo(sink.stream);
+  await sink.waitForWrites(1); // the sink holds batch 0 and does not let it go
+  await settle(() => src.pulls);
+  // Batch 0 in the sink and batch 1 in the stage's input queue: nothing more, however long.
+  const held = src.pulls;
+  assert(held <= 2, `the source was pulled ${held} times with the sink blocked`);
+  sink.release();
+  await sink.waitForWrites(2);
+  await settle(() => src.pulls);
+  assert(src.pulls <= held + 1, `one batch taken let ${src.pulls - held} more in`);
+  assertEquals(sink.received.map((b) => b.origins[0]!.row), [0, 2]);
+  sink.fail("consumer stopped");
+  assertEquals(await piped.catch((e) => e), "consumer stopped");
+  assertEquals(src.cancelReason, "consumer stopped");
 });
 
 Deno.test("cancelling the output reaches the source and releases an owned encoder", async () => {
   const owned = await SaeEncoder.create(sae, { intraOpThreads: 1 });
-  const { stream, state } = source(100);
-  const reader = stream.pipeThrough(saeEncode({ encoder: owned, ownEncoder: true })).getReader();
+  const src = source(100);
+  const reader = src.stream.pipeThrough(saeEncode({ encoder: owned, ownEncoder: true }))
+    .getReader();
   await reader.read();
   await reader.cancel("consumer stopped");
-  await eventually(() => state.cancelled === "consumer stopped", "the source was cancelled");
+  await eventually(() => src.cancelReason === "consumer stopped", "the source was cancelled");
   assert(owned.released, "the owned encoder was released");
 });
 
@@ -107,14 +114,14 @@ Deno.test("an error in the source reaches the caller and releases an owned encod
 
 Deno.test("a batch whose width differs from d_model errors the stream and cancels the source", async () => {
   const owned = await SaeEncoder.create(sae, { intraOpThreads: 1 });
-  const { stream, state } = source(100, { wideAt: 1 });
+  const src = source(100, { wideAt: 1 });
   await assertRejects(
-    () => Array.fromAsync(stream.pipeThrough(saeEncode({ encoder: owned, ownEncoder: true }))),
+    () => Array.fromAsync(src.stream.pipeThrough(saeEncode({ encoder: owned, ownEncoder: true }))),
     ConfigError,
     `SAE ${dir} expects d_model 16, but hook ${HOOK} has width 32`,
   );
   assert(owned.released);
-  await eventually(() => state.cancelled instanceof ConfigError, "the source got the error");
+  await eventually(() => src.cancelReason instanceof ConfigError, "the source got the error");
 });
 
 Deno.test("saeEncode() opens its own encoder from a folder; a missing hook is a ConfigError", async () => {
@@ -132,10 +139,4 @@ Deno.test("saeEncode() opens its own encoder from a folder; a missing hook is a 
     ConfigError,
     `saeEncode(): the batch has no activations for hook point "blocks.1.hook_mlp_out" (it has ${HOOK})`,
   );
-});
-
-Deno.test("the last test releases the shared encoder", async () => {
-  await shared.release();
-  assert(shared.released);
-  await Deno.remove(dir, { recursive: true });
 });

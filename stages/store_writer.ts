@@ -41,13 +41,14 @@ export interface StoreWriterOptions {
  * @returns the writable end of a pipeline.
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { openStore } from "../lib/store/mod.ts";
  * import { storeWriter } from "./store_writer.ts";
  * const dir = await Deno.makeTempDir();
  * await using store = await openStore({ outputDir: dir });
  * const records = [0, 1, 2].map((index) => ({ sae_name: "s", sae_series: "x", index, analyses: {} }));
  * await ReadableStream.from(records).pipeTo(storeWriter(store, { batchSize: 2 }));
- * console.assert((await store.getFeature("x", "s", 2))?.index === 2);
+ * assert((await store.getFeature("x", "s", 2))?.index === 2);
  * ```
  */
 export function storeWriter(

@@ -10,7 +10,11 @@ const record = (index: number): FeatureRecord => ({
   sae_name: "s",
   index,
   analyses: {},
-  logits: { top_positive: [{ token: "a", id: 1, logit: index }], top_negative: [] },
+  logits: {
+    top_positive: [{ token: "a", id: 1, logit: index }],
+    top_negative: [],
+    histogram: { edges: new Float64Array([0, 1]), counts: new Float64Array([1]) },
+  },
 });
 
 async function withStore(fn: (store: FeatureStore) => Promise<void>) {

@@ -92,6 +92,7 @@ function positiveInteger(name: string, value: number, min: number): void {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { tokenize } from "./tokenize.ts";
  * const records = ReadableStream.from([{ source: "demo", shard: 0, row: 0, text: "Hello world" }]);
  * const batches = await Array.fromAsync(records.pipeThrough(tokenize({
@@ -99,8 +100,10 @@ function positiveInteger(name: string, value: number, min: number): void {
  *   contextSize: 8,
  *   batchSize: 4,
  * })));
- * console.assert(batches.length === 1 && batches[0]!.batchSize === 1);
- * console.assert(batches[0]!.tokens[0] === 0 && batches[0]!.mask[0] === 0); // BOS, not analyzed
+ * assert.equal(batches.length, 1);
+ * assert.equal(batches[0]!.batchSize, 1);
+ * assert.equal(batches[0]!.tokens[0], 0);
+ * assert.equal(batches[0]!.mask[0], 0); // BOS, not analyzed
  * ```
  */
 export function tokenize(options: TokenizeOptions): TransformStream<TextRecord, ContextBatch> {

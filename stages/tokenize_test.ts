@@ -1,6 +1,6 @@
 import { deepStrictEqual as assertEquals, ok as assert } from "node:assert/strict";
 import { join } from "node:path";
-import { assertRejects, test } from "../lib/_testing.ts";
+import { assertRejects, GatedSink, pullCountingSource, settle, test } from "../lib/_testing.ts";
 import { ConfigError } from "../lib/errors.ts";
 import type { ContextBatch, TextRecord } from "../lib/types.ts";
 import { loadTokenizer, openDataset } from "../lib/data/mod.ts";
@@ -25,28 +25,10 @@ function run(
   );
 }
 
-/** A pull-counting source of `n` records that records how it was cancelled. */
+/** A pull-counting source of `n` records. */
 function countingSource(n: number, text = "the quick brown fox") {
-  const state = { pulls: 0, cancelled: undefined as unknown, closed: false };
-  const stream = new ReadableStream<TextRecord>({
-    pull(controller) {
-      if (state.pulls === n) {
-        state.closed = true;
-        controller.close();
-        return;
-      }
-      controller.enqueue(rec(state.pulls++, text));
-    },
-    cancel(reason) {
-      state.cancelled = reason;
-    },
-  }, { highWaterMark: 1 });
-  return { stream, state };
+  return pullCountingSource((i) => (i < n ? rec(i, text) : undefined));
 }
-
-const ticks = async (n = 10) => {
-  for (let i = 0; i < n; i++) await new Promise((r) => setTimeout(r, 0));
-};
 
 test("tokenize() masks BOS and padding, attends to real tokens, pads with EOS", async () => {
   const ids = encode("Hello world");
@@ -139,11 +121,11 @@ test("tokenize() errors the stream with a ConfigError when tokenizer.json does n
   try {
     const file = join(dir, "tokenizer.json");
     await Deno.writeTextFile(file, "{ not json");
-    const { stream, state } = countingSource(3);
+    const src = countingSource(3);
     const err = await assertRejects(
       () =>
         Array.fromAsync(
-          stream.pipeThrough(tokenize({ tokenizer: dir, contextSize: 8, batchSize: 2 })),
+          src.stream.pipeThrough(tokenize({ tokenizer: dir, contextSize: 8, batchSize: 2 })),
         ),
       ConfigError,
     );
@@ -151,7 +133,7 @@ test("tokenize() errors the stream with a ConfigError when tokenizer.json does n
       err.message.startsWith(`Cannot load tokenizer: ${file} is not valid JSON (`),
       err.message,
     );
-    assert(state.cancelled === err, "the source was not cancelled with the error");
+    assert(src.cancelReason === err, "the source was not cancelled with the error");
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
@@ -175,24 +157,28 @@ test("tokenize() rejects bad sizes with a RangeError", () => {
   }
 });
 
-test("tokenize() holds a source that counts pulls to a few batches when the sink does not read", async () => {
-  const { stream, state } = countingSource(1000);
-  const batches = stream.pipeThrough(tokenize({ tokenizer: tok, contextSize: 8, batchSize: 4 }));
-  const reader = batches.getReader();
-  await ticks();
-  // One batch queued (4 rows), one record waiting in the writable queue, one in the pipe, one in
-  // the source's queue, plus a partial batch: never the whole dataset.
-  const held = state.pulls;
-  assert(held <= 8, `the source was pulled ${held} times with nobody reading`);
-  await reader.read();
-  await ticks();
-  assert(state.pulls - held <= 4, `one batch read let ${state.pulls - held} more records in`);
-  await reader.cancel("enough");
-  await ticks(); // the pipe inside pipeThrough passes the cancel on asynchronously
-  assertEquals(state.cancelled, "enough");
+test("tokenize() holds a source that counts pulls to a batch or two while the sink is blocked", async () => {
+  const src = countingSource(1000);
+  const sink = new GatedSink<ContextBatch>();
+  const piped = src.stream.pipeThrough(tokenize({ tokenizer: tok, contextSize: 8, batchSize: 4 }))
+    .pipeTo(sink.stream);
+  await sink.waitForWrites(1); // the sink holds batch 0 (4 rows) and does not let it go
+  await settle(() => src.pulls);
+  // Batch 0 in the sink, batch 1 in the stage's output queue, a record in its input queue: 9
+  // records, never the whole dataset.
+  const held = src.pulls;
+  assert(held <= 9, `the source was pulled ${held} times with the sink blocked`);
+  sink.release();
+  await sink.waitForWrites(2);
+  await settle(() => src.pulls);
+  assert(src.pulls - held <= 4, `one batch taken let ${src.pulls - held} more records in`);
+  assertEquals(sink.received.map((b) => b.origins[0]!.row), [0, 4]);
+  sink.fail("enough");
+  assertEquals(await piped.catch((e) => e), "enough");
+  assertEquals(src.cancelReason, "enough");
 });
 
-test("tokenize() with a slow sink stalls the dataset reader, and cancel closes the file", async () => {
+test("tokenize() with a blocked sink stalls the dataset reader, and cancel closes the file", async () => {
   const dir = await Deno.makeTempDir();
   try {
     const path = join(dir, "rows.jsonl");
@@ -203,33 +189,23 @@ test("tokenize() with a slow sink stalls the dataset reader, and cancel closes t
       ),
     );
     const source = await openDataset({ name: "rows", pathOrId: path });
-    let release!: () => void;
-    let writes = 0;
-    const abort = new AbortController();
+    const sink = new GatedSink<ContextBatch>();
     const done = source.pipeThrough(tokenize({ tokenizer: tok, contextSize: 8, batchSize: 4 }))
-      .pipeTo(
-        new WritableStream<ContextBatch>({
-          async write() {
-            writes++;
-            await new Promise<void>((r) => (release = r)); // released only when the test says
-          },
-        }, { highWaterMark: 1 }),
-        { signal: abort.signal },
-      );
-    await ticks(20);
-    assertEquals(writes, 1);
-    assert(source.stats.rowsRead <= 12, `read ${source.stats.rowsRead} rows with a stalled sink`);
+      .pipeTo(sink.stream);
+    await sink.waitForWrites(1);
+    await settle(() => source.stats.rowsRead);
+    assert(source.stats.rowsRead <= 12, `read ${source.stats.rowsRead} rows with a blocked sink`);
     const before = source.stats.rowsRead;
-    release();
-    await ticks(20);
-    assertEquals(writes, 2);
-    assert(source.stats.rowsRead - before <= 8);
-    abort.abort(new Error("stop"));
-    release();
-    await assertRejects(() => done, Error);
-    // The file was closed: the test's resource sanitizer fails otherwise.
+    sink.release();
+    await sink.waitForWrites(2);
+    await settle(() => source.stats.rowsRead);
+    assert(source.stats.rowsRead - before <= 8, `one batch let ${source.stats.rowsRead - before}`);
+    const stop = new Error("stop");
+    sink.fail(stop);
+    assertEquals(await done.catch((e) => e), stop);
+    // The file was closed: the test's resource sanitizer fails otherwise; and no row is read after.
     const after = source.stats.rowsRead;
-    await ticks(5);
+    await settle(() => source.stats.rowsRead);
     assertEquals(source.stats.rowsRead, after);
   } finally {
     await Deno.remove(dir, { recursive: true });
@@ -253,11 +229,11 @@ test("tokenize() passes a source error down and a sink error up", async (t) => {
     assert(err === boom);
   });
   await t.step("an error in the sink cancels the source with it", async () => {
-    const { stream, state } = countingSource(100);
+    const src = countingSource(100);
     const boom = new Error("store down");
     await assertRejects(
       () =>
-        stream.pipeThrough(tokenize({ tokenizer: tok, contextSize: 8, batchSize: 4 })).pipeTo(
+        src.stream.pipeThrough(tokenize({ tokenizer: tok, contextSize: 8, batchSize: 4 })).pipeTo(
           new WritableStream({
             write() {
               throw boom;
@@ -266,7 +242,7 @@ test("tokenize() passes a source error down and a sink error up", async (t) => {
         ),
       Error,
     );
-    assert(state.cancelled === boom);
-    assert(!state.closed && state.pulls < 100);
+    assert(src.cancelReason === boom);
+    assert(src.pulls < 100, `pulled ${src.pulls} records: the error did not stop the source`);
   });
 });

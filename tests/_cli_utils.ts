@@ -41,8 +41,6 @@ export interface CliResult {
   code: number;
   stdout: string;
   stderr: string;
-  /** Wall time in milliseconds. */
-  ms: number;
 }
 
 /** Options of {@linkcode runCli}. */
@@ -62,7 +60,7 @@ export interface RunCliOptions {
  *
  * @param args the CLI arguments.
  * @param options working directory and environment.
- * @returns exit code, output and wall time.
+ * @returns exit code and output.
  */
 export async function runCli(
   args: readonly string[],
@@ -73,7 +71,6 @@ export async function runCli(
     const value = Deno.env.get(name);
     if (value !== undefined) env[name] = value;
   }
-  const started = performance.now();
   const out = await new Deno.Command(Deno.execPath(), {
     args: ["run", ...CLI_PERMISSIONS, join(ROOT, "cli.ts"), ...args],
     cwd: options.cwd ?? ROOT,
@@ -88,7 +85,6 @@ export async function runCli(
     code: out.code,
     stdout: dec.decode(out.stdout),
     stderr: dec.decode(out.stderr),
-    ms: performance.now() - started,
   };
 }
 

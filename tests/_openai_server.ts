@@ -3,7 +3,8 @@
  * a random port, answering through a test-supplied function, with injectable faults (an HTTP
  * error with headers such as `Retry-After`, a request that hangs until the client gives up, a
  * body that is not JSON, a connection dropped mid-body), optional log-probabilities, and
- * counters (requests, requests in flight now and at most, the Authorization headers seen).
+ * counters (requests, requests in flight now and at most, the Authorization and
+ * Proxy-Authorization headers seen) and a promise for the n-th request's arrival.
  * Also: synthetic features that fire on " cat" and a scripted LLM that answers the
  * auto-interp prompts about them by reading the prompts.
  *
@@ -64,8 +65,10 @@ export interface FakeOpenAIServer {
   readonly bodies: ChatCompletionBody[];
   /** Authorization headers received. */
   readonly authorizations: string[];
-  /** Arrival times (performance.now()) of each request. */
-  readonly arrivals: number[];
+  /** Proxy-Authorization headers received (when the server serves as an HTTP proxy). */
+  readonly proxyAuthorizations: string[];
+  /** Resolves once `n` requests in all have arrived. */
+  waitForRequests(n: number): Promise<void>;
   /** Stops the server (releasing hung requests first). */
   close(): Promise<void>;
 }
@@ -80,10 +83,11 @@ export function pseudoTokens(text: string): string[] {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { startOpenAIServer } from "./_openai_server.ts";
  * const server = startOpenAIServer(() => ({ content: "hi" }));
  * const r = await fetch(`${server.baseURL}/chat/completions`, { method: "POST", body: JSON.stringify({ model: "m", messages: [] }) });
- * console.assert((await r.json()).choices[0].message.content === "hi");
+ * assert.equal((await r.json()).choices[0].message.content, "hi");
  * await server.close();
  * ```
  */
@@ -93,7 +97,8 @@ export function startOpenAIServer(handler: FakeHandler): FakeOpenAIServer {
   let maxInFlight = 0;
   const bodies: ChatCompletionBody[] = [];
   const authorizations: string[] = [];
-  const arrivals: number[] = [];
+  const proxyAuthorizations: string[] = [];
+  const watchers: { n: number; resolve: () => void }[] = [];
   const hung = new Set<() => void>();
   const controller = new AbortController();
 
@@ -107,11 +112,16 @@ export function startOpenAIServer(handler: FakeHandler): FakeOpenAIServer {
         });
       }
       const n = ++requests;
-      arrivals.push(performance.now());
+      for (const w of watchers.filter((w) => requests >= w.n)) {
+        watchers.splice(watchers.indexOf(w), 1);
+        w.resolve();
+      }
       inFlight++;
       maxInFlight = Math.max(maxInFlight, inFlight);
       try {
         authorizations.push(req.headers.get("authorization") ?? "");
+        const proxyAuth = req.headers.get("proxy-authorization");
+        if (proxyAuth !== null) proxyAuthorizations.push(proxyAuth);
         const body = (await req.json()) as ChatCompletionBody;
         bodies.push(body);
         const reply = await handler(body, n);
@@ -203,7 +213,11 @@ export function startOpenAIServer(handler: FakeHandler): FakeOpenAIServer {
     },
     bodies,
     authorizations,
-    arrivals,
+    proxyAuthorizations,
+    waitForRequests(n: number) {
+      if (requests >= n) return Promise.resolve();
+      return new Promise<void>((resolve) => watchers.push({ n, resolve }));
+    },
     async close() {
       for (const release of [...hung]) release();
       controller.abort();

@@ -1,5 +1,5 @@
 /**
- * Utilities for tests that need services (MongoDB) or scratch space.
+ * Utilities for tests that need services (MongoDB), a browser (Chromium) or scratch space.
  *
  * MongoDB: a test that needs it is registered with {@linkcode mongoTest} (or gets `ignore:
  * mongoIgnored(name)` and calls {@linkcode withMongo}). When `MONGO_URI` is unset the test is
@@ -7,9 +7,15 @@
  * it runs and fails. Each use gets its own database (random suffix), dropped at the end; the
  * connection is always closed.
  *
+ * Chromium: a browser test gets `ignore: browserIgnored(name)` and launches
+ * {@linkcode requireChromium}`()`. When no Chromium is found (`CHROMIUM_PATH`, else `chromium` or
+ * `chromium-browser` on `PATH`) the test is skipped with a visible `SKIPPED:` line naming what to
+ * install, unless `REQUIRE_BROWSER=1` (as CI sets), in which case it runs and fails.
+ *
  * @module
  */
 
+import { join } from "node:path";
 import { MongoFeatureStore } from "../lib/store/mongo.ts";
 
 /** The MongoDB URI tests use (`MONGO_URI`), or undefined when unset. */
@@ -100,4 +106,70 @@ export async function withTempDir<T>(fn: (dir: string) => Promise<T>): Promise<T
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
+}
+
+/** Whether browser tests must run (`REQUIRE_BROWSER=1`): then a missing Chromium fails them. */
+export function browserRequired(): boolean {
+  return Deno.env.get("REQUIRE_BROWSER") === "1";
+}
+
+/** Names of Chromium's executable looked for on `PATH`, in order. */
+const CHROMIUM_NAMES = ["chromium", "chromium-browser"];
+
+function isExecutableFile(path: string): boolean {
+  try {
+    const info = Deno.statSync(path);
+    return info.isFile && ((info.mode ?? 0o111) & 0o111) !== 0;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * The Chromium the browser tests drive: `CHROMIUM_PATH` when set (and only it), else the first
+ * `chromium` or `chromium-browser` on `PATH`; `undefined` when there is none.
+ */
+export function chromiumPath(): string | undefined {
+  const explicit = Deno.env.get("CHROMIUM_PATH")?.trim();
+  if (explicit) return isExecutableFile(explicit) ? explicit : undefined;
+  for (const dir of (Deno.env.get("PATH") ?? "").split(":").filter((d) => d !== "")) {
+    for (const name of CHROMIUM_NAMES) {
+      const path = join(dir, name);
+      if (isExecutableFile(path)) return path;
+    }
+  }
+  return undefined;
+}
+
+/** Why no Chromium was found, and what to install. */
+function noChromium(): string {
+  const explicit = Deno.env.get("CHROMIUM_PATH")?.trim();
+  const looked = explicit
+    ? `CHROMIUM_PATH=${explicit} is not an executable file`
+    : `no ${CHROMIUM_NAMES.join(" or ")} on PATH`;
+  return `${looked}; install Chromium (Debian: apt-get install chromium) or set CHROMIUM_PATH`;
+}
+
+/**
+ * The `ignore` flag for a test that needs Chromium: true (and prints `SKIPPED: <name>: ...`,
+ * naming what to install) when none is found and `REQUIRE_BROWSER` is not `1`.
+ */
+export function browserIgnored(testName: string): boolean {
+  if (chromiumPath() !== undefined || browserRequired()) return false;
+  console.log(`SKIPPED: ${testName}: ${noChromium()} (REQUIRE_BROWSER=1 to fail instead)`);
+  return true;
+}
+
+/**
+ * The Chromium to launch.
+ *
+ * @throws {Error} When there is none (the test should have been ignored, or `REQUIRE_BROWSER=1`
+ * says it must not be).
+ */
+export function requireChromium(): string {
+  const path = chromiumPath();
+  if (path === undefined) {
+    throw new Error(`Browser test cannot run: REQUIRE_BROWSER=1 but ${noChromium()}`);
+  }
+  return path;
 }

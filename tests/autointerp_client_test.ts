@@ -12,6 +12,7 @@ import {
   startClosingListener,
   startOpenAIServer,
 } from "./_openai_server.ts";
+import { ManualClock } from "../lib/_testing.ts";
 
 function assertStringIncludes(text: string, part: string): void {
   assert(
@@ -58,14 +59,6 @@ function client(
   });
 }
 
-function assertAtLeast(actual: number, min: number): void {
-  assert(actual >= min, `expected ${actual} ≥ ${min}`);
-}
-
-function assertBelow(actual: number, max: number): void {
-  assert(actual < max, `expected ${actual} < ${max}`);
-}
-
 const hello = [{ role: "user" as const, content: "hello" }];
 
 Deno.test("OpenAIChatClient sends a real request through npm:openai and returns content and usage", async () => {
@@ -94,18 +87,22 @@ Deno.test("OpenAIChatClient waits the Retry-After seconds of a 429 before retryi
   await withServer(
     (_b, n) => n === 1 ? { status: 429, headers: { "retry-after": "1" } } : { content: "fine" },
     async (server) => {
+      const clock = new ManualClock();
       const retries: RetryInfo[] = [];
-      const r = await client(server.baseURL, { onRetry: (i) => retries.push(i) }).complete({
-        messages: hello,
-      });
-      assertEquals(r.content, "fine");
-      assertEquals(server.requests, 2);
-      assertEquals(retries.length, 1);
-      assertEquals(retries[0]!.fromRetryAfter, true);
-      assertEquals(retries[0]!.delayMs, 1000);
+      const answer = client(server.baseURL, { onRetry: (i) => retries.push(i), timers: clock })
+        .complete({ messages: hello });
+      // The attempt's timeout (2000 ms), then the wait before the retry.
+      await clock.waitForSleeps(2);
+      assertEquals(clock.sleeps, [2000, 1000]);
+      assertEquals(clock.pending, [1000]); // the first attempt's timeout ended with its answer
+      assertEquals(retries.map((r) => [r.delayMs, r.fromRetryAfter]), [[1000, true]]);
       assertStringIncludes(retries[0]!.reason, "HTTP 429");
-      // The backoff alone would have waited ≤ 5 ms: the gap proves the header was honoured.
-      assertAtLeast(server.arrivals[1]! - server.arrivals[0]!, 950);
+      clock.advance(999);
+      await new Promise((r) => setTimeout(r, 0));
+      assertEquals(server.requests, 1, "retried before the Retry-After delay was over");
+      clock.advance(1);
+      assertEquals((await answer).content, "fine");
+      assertEquals(server.requests, 2);
     },
   );
 });
@@ -121,15 +118,23 @@ Deno.test("OpenAIChatClient honours retry-after-ms and an HTTP-date Retry-After"
         }
         : { content: "fine" },
     async (server) => {
+      const clock = new ManualClock();
       const retries: RetryInfo[] = [];
-      await client(server.baseURL, { onRetry: (i) => retries.push(i) }).complete({
-        messages: hello,
-      });
+      const answer = client(server.baseURL, { onRetry: (i) => retries.push(i), timers: clock })
+        .complete({ messages: hello });
+      await clock.waitForSleeps(2);
+      assertEquals(clock.sleeps, [2000, 300]);
+      assertEquals(retries[0]!.fromRetryAfter, true);
+      clock.advance(300);
+      await clock.waitForSleeps(4);
+      const fromDate = retries[1]!;
+      assert(fromDate.fromRetryAfter, JSON.stringify(fromDate));
+      assert(fromDate.delayMs >= 0 && fromDate.delayMs <= 1000, JSON.stringify(fromDate));
+      assertEquals(clock.sleeps, [2000, 300, 2000, fromDate.delayMs]);
+      assertEquals(server.requests, 2);
+      clock.advance(fromDate.delayMs);
+      assertEquals((await answer).content, "fine");
       assertEquals(server.requests, 3);
-      assertEquals(retries[0]!.delayMs, 300);
-      assertAtLeast(server.arrivals[1]! - server.arrivals[0]!, 280);
-      assert(retries[1]!.fromRetryAfter && retries[1]!.delayMs <= 1000, JSON.stringify(retries[1]));
-      assertAtLeast(server.arrivals[2]! - server.arrivals[1]!, retries[1]!.delayMs - 20);
     },
   );
 });
@@ -181,18 +186,31 @@ Deno.test("OpenAIChatClient does not retry a 400", async () => {
   );
 });
 
-Deno.test("OpenAIChatClient times out a hung request and retries it", async () => {
+Deno.test("OpenAIChatClient times out a hung request after timeoutMs and retries it", async () => {
   await withServer(
     (_b, n) => n === 1 ? { hang: true } : { content: "after timeout" },
     async (server) => {
+      const clock = new ManualClock();
       const retries: RetryInfo[] = [];
-      const t0 = performance.now();
-      const r = await client(server.baseURL, { timeoutMs: 300, onRetry: (i) => retries.push(i) })
-        .complete({ messages: hello });
-      assertEquals(r.content, "after timeout");
-      assertEquals(retries[0]!.reason, "no answer within 300 ms");
-      assertAtLeast(performance.now() - t0, 290);
-      assertBelow(performance.now() - t0, 1500);
+      const answer = client(server.baseURL, {
+        timeoutMs: 300,
+        random: () => 0, // backoff of the first retry: exactly half the 5 ms base
+        onRetry: (i) => retries.push(i),
+        timers: clock,
+      }).complete({ messages: hello });
+      await server.waitForRequests(1); // the request hangs at the server …
+      assertEquals(clock.pending, [300]); // … while the client's 300 ms timeout runs
+      clock.advance(299);
+      await new Promise((r) => setTimeout(r, 0));
+      assertEquals(retries.length, 0, "gave up before the timeout");
+      clock.advance(1);
+      await clock.waitForSleeps(2); // the timeout fired: the client waits to retry
+      assertEquals(retries.map((r) => [r.reason, r.delayMs]), [["no answer within 300 ms", 2.5]]);
+      clock.advance(2.5);
+      assertEquals((await answer).content, "after timeout");
+      assertEquals(clock.sleeps, [300, 2.5, 300]);
+      assertEquals(clock.pending, []); // the answered attempt's timeout was cancelled
+      assertEquals(server.requests, 2);
     },
   );
 });
@@ -216,10 +234,12 @@ Deno.test("OpenAIChatClient retries a body that is not JSON and a dropped connec
 Deno.test("OpenAIChatClient stops at once when the caller aborts, without retrying", async () => {
   await withServer(() => ({ hang: true }), async (server) => {
     const abort = new AbortController();
-    setTimeout(() => abort.abort(new Error("user stop")), 50);
-    const e = await assertRejects(() =>
-      client(server.baseURL).complete({ messages: hello, signal: abort.signal })
-    );
+    const e = await assertRejects(async () => {
+      const answer = client(server.baseURL).complete({ messages: hello, signal: abort.signal });
+      await server.waitForRequests(1);
+      abort.abort(new Error("user stop"));
+      await answer;
+    });
     assertEquals((e as Error).message, "user stop");
     assertEquals(server.requests, 1);
   });
@@ -294,7 +314,7 @@ Deno.test("OpenAIChatClient removes the API key from errors and retry reasons ev
   );
 });
 
-Deno.test("OpenAIChatClient sends requests through openai_proxy", async () => {
+Deno.test("OpenAIChatClient sends requests through openai_proxy, with its credentials", async () => {
   // The fake server doubles as the HTTP proxy: the upstream host does not exist, so an answer
   // can only come through the proxy.
   await withServer(() => ({ content: "via proxy" }), async (proxy) => {
@@ -303,9 +323,25 @@ Deno.test("OpenAIChatClient sends requests through openai_proxy", async () => {
       const r = await c.complete({ messages: hello });
       assertEquals(r.content, "via proxy");
       assertEquals(proxy.requests, 1);
+      assertEquals(proxy.proxyAuthorizations, []);
     } finally {
       c.close();
     }
+  });
+  await withServer(() => ({ content: "via proxy" }), async (proxy) => {
+    const { host } = new URL(proxy.baseURL);
+    // user "us@er", password "p:w", percent-encoded in the URL as they must be.
+    const c = client("http://upstream.invalid/v1", {
+      proxy: `http://us%40er:p%3Aw@${host}`,
+      maxRetries: 0,
+    });
+    assertEquals((await c.complete({ messages: hello })).content, "via proxy");
+    assertEquals(proxy.proxyAuthorizations, [`Basic ${btoa("us@er:p:w")}`]);
+    c.close();
+    c.close(); // idempotent
+    // Closed: the proxy is gone, and with it the only way to the upstream host.
+    await assertRejects(() => c.complete({ messages: hello }), ChatRequestError);
+    assertEquals(proxy.requests, 1);
   });
 });
 

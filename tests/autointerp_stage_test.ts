@@ -12,7 +12,11 @@ import {
   AutoInterpTally,
 } from "../stages/autointerp.ts";
 import type { FeatureRecord, ScoreMetrics } from "../lib/types.ts";
-import { LLMUnavailableError, OpenAIChatClient } from "../lib/autointerp/client.ts";
+import {
+  type ChatClient,
+  LLMUnavailableError,
+  OpenAIChatClient,
+} from "../lib/autointerp/client.ts";
 import {
   catFeature,
   closedPortURL,
@@ -25,6 +29,7 @@ import {
   taskOf,
   TEST_VOCAB,
 } from "./_openai_server.ts";
+import { GatedSink, pullCountingSource, settle } from "../lib/_testing.ts";
 
 const FAST = {
   request_timeout: 0.3,
@@ -238,17 +243,11 @@ Deno.test("autointerp stage: an interrupted run resumed finishes every feature e
   });
 });
 
-Deno.test("autointerp stage pulls no more input than max_workers plus the queues while output is not read", async () => {
+Deno.test("autointerp stage pulls no more input than max_workers plus the queues while the sink is blocked", async () => {
   await withServer({}, async (server) => {
-    let pulls = 0;
     const all = features(40);
-    const source = new ReadableStream<FeatureRecord>({
-      pull(c) {
-        const r = all[pulls++];
-        if (r) c.enqueue(r);
-        else c.close();
-      },
-    }, { highWaterMark: 0 });
+    const src = pullCountingSource((i) => all[i]);
+    const sink = new GatedSink<FeatureRecord>();
     const stage = autointerpStage({
       ...FAST,
       vocab: TEST_VOCAB,
@@ -256,51 +255,57 @@ Deno.test("autointerp stage pulls no more input than max_workers plus the queues
       max_workers: 2,
       log: () => {},
     });
-    const readable = source.pipeThrough(stage);
-    await new Promise((r) => setTimeout(r, 300));
-    assert(pulls <= 6, `pulled ${pulls} records with nothing read`);
-    const requestsWhileStalled = server.requests;
-    assert(requestsWhileStalled <= 2 * 3 + 3, `${requestsWhileStalled} requests`);
-    const reader = readable.getReader();
-    const first = await reader.read();
-    assert(!first.done);
-    await reader.cancel("done");
+    const piped = src.stream.pipeThrough(stage).pipeTo(sink.stream);
+    await sink.waitForWrites(1); // the sink holds the first interpreted feature
+    await settle(() => [src.pulls, server.requests], 20);
+    // The feature in the sink, two being interpreted (max_workers) or done and queued behind
+    // it, one in the stage's input queue: a handful, never all 40.
+    const held = src.pulls;
+    assert(held <= 4, `pulled ${held} records with the sink blocked`);
+    assert(server.requests <= 3 * 3, `${server.requests} requests with the sink blocked`);
+    sink.release();
+    await sink.waitForWrites(2);
+    await settle(() => [src.pulls, server.requests], 20);
+    assert(src.pulls <= held + 1, `one feature taken let ${src.pulls - held} more in`);
+    sink.fail("enough");
+    assertEquals(await piped.catch((e) => e), "enough");
+    assertEquals(src.cancelReason, "enough");
   });
 });
 
 Deno.test("autointerp stage: cancelling the output reaches the source and aborts requests in flight", async () => {
   await withServer({ override: () => ({ hang: true }) }, async (server) => {
-    let cancelled: unknown;
     const all = features(5);
-    const source = new ReadableStream<FeatureRecord>({
-      pull(c) {
-        const r = all.shift();
-        if (r) c.enqueue(r);
-        else c.close();
+    const src = pullCountingSource((i) => all[i]);
+    // The client the stage would build, wrapped to see each request's signal and its outcome.
+    using http = new OpenAIChatClient({
+      model: FAST.openai_model,
+      apiKey: FAST.openai_api_key,
+      baseURL: server.baseURL,
+      maxWorkers: 2,
+      timeoutMs: 30_000,
+      maxRetries: 0,
+    });
+    const calls: { signal: AbortSignal | undefined; outcome: Promise<unknown> }[] = [];
+    const client: ChatClient = {
+      model: http.model,
+      complete(request) {
+        const answer = http.complete(request);
+        calls.push({ signal: request.signal, outcome: answer.then(() => "answered", (e) => e) });
+        return answer;
       },
-      cancel(reason) {
-        cancelled = reason;
-      },
-    }, { highWaterMark: 0 });
-    const readable = source.pipeThrough(
-      autointerpStage({
-        ...FAST,
-        request_timeout: 30,
-        vocab: TEST_VOCAB,
-        openai_base_url: server.baseURL,
-        max_workers: 2,
-        log: () => {},
-      }),
-    );
-    const reader = readable.getReader();
+    };
+    const reader = src.stream.pipeThrough(
+      autointerpStage({ ...FAST, vocab: TEST_VOCAB, client, max_workers: 2, log: () => {} }),
+    ).getReader();
     const pending = reader.read();
-    while (server.requests < 2) await new Promise((r) => setTimeout(r, 5));
-    const t0 = performance.now();
+    await server.waitForRequests(2); // both workers' requests hang at the server
     await reader.cancel("user stop");
     assertEquals((await pending).done, true);
-    assert(performance.now() - t0 < 1000);
-    await new Promise((r) => setTimeout(r, 20));
-    assertEquals(cancelled, "user stop");
+    assertEquals(calls.map((c) => c.signal?.aborted), [true, true]);
+    // Both requests ended with the cancel's reason, not with their 30 s timeout.
+    assertEquals(await Promise.all(calls.map((c) => c.outcome)), ["user stop", "user stop"]);
+    assertEquals(await src.cancelled, "user stop");
   });
 });
 

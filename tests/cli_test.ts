@@ -733,14 +733,17 @@ Deno.test({
     }),
 });
 
-Deno.test("an unreachable MongoDB is exit 1 within the timeout, with one line and no password", async (t) => {
+Deno.test("an unreachable MongoDB is exit 1 naming the configured timeout, with one line and no password", async (t) => {
   const cwd = await scratch("unreachable");
   const uri = "mongodb://saeflow:s3cr3tpw@127.0.0.1:1/";
   await Deno.writeTextFile(
     join(cwd, "store.toml"),
     `[mongo]\nmongo_uri = "${uri}"\ntimeout_ms = 400\n`,
   );
-  const message = /^Cannot reach MongoDB at 127\.0\.0\.1:1 within (400|500) ms: \S.*$/;
+  // The timeout in the message is the one the store was opened with (each way of setting it is
+  // checked); that it bounds the wait is the driver's part (lib/store/mongo_test.ts).
+  const message = (ms: number) =>
+    new RegExp(`^Cannot reach MongoDB at 127\\.0\\.0\\.1:1 within ${ms} ms: \\S.*$`);
   const cases: [string, string[], Record<string, string>?][] = [
     ["--mongo-uri with --mongo-timeout-ms", [
       "show",
@@ -768,9 +771,8 @@ Deno.test("an unreachable MongoDB is exit 1 within the timeout, with one line an
   for (const [i, [name]] of cases.entries()) {
     await t.step(name, () => {
       const r = results[i]!;
-      const got = assertCliError(r, 1, message);
+      const got = assertCliError(r, 1, message(name.includes("config") ? 400 : 500));
       assert.ok(!r.stderr.includes("s3cr3tpw") && !r.stdout.includes("s3cr3tpw"), got);
-      assert.ok(r.ms < 4000, `took ${Math.round(r.ms)} ms, the default timeout is 5000 ms`);
     });
   }
   await t.step("and the failed analyze stored nothing locally", async () => {

@@ -135,7 +135,7 @@ function bytesOf(a: ArrayBufferView): number[] {
 
 type StoreFactory = () => Promise<{ store: FeatureStore; cleanup: () => Promise<void> }>;
 
-async function contract(label: string, t: Deno.TestContext, factory: StoreFactory) {
+async function contract(t: Deno.TestContext, factory: StoreFactory) {
   const { store, cleanup } = await factory();
   try {
     await t.step("re-writing an analysis replaces its values and never duplicates", async () => {
@@ -524,10 +524,7 @@ async function contract(label: string, t: Deno.TestContext, factory: StoreFactor
         { length: n },
         (_, i) => record("s", "bulk", i, { default: analysis(i, i % 17, 1 + (i % 101) / 10) }),
       );
-      const started = performance.now();
       await store.writeFeatures(records);
-      const ms = Math.round(performance.now() - started);
-      console.log(`bulk write ${n} features: ${label} ${ms} ms`);
       let count = 0;
       for await (
         const r of store.readFeatures("s", "bulk", { analysis: "default", pageSize: 1000 })
@@ -545,7 +542,7 @@ async function contract(label: string, t: Deno.TestContext, factory: StoreFactor
 
 Deno.test("the SQLite store keeps the FeatureStore contract", async (t) => {
   await withTempDir(async (dir) => {
-    await contract("sqlite", t, async () => {
+    await contract(t, async () => {
       const store = await openStore({ outputDir: `${dir}/out` });
       assert.ok(store instanceof SqliteFeatureStore);
       assert.equal(store.location, `${dir}/out/saeflow.sqlite`);
@@ -560,11 +557,7 @@ Deno.test({
   ignore: mongoIgnored(MONGO_CONTRACT),
   fn: async (t) => {
     await withMongo(t, async ({ store }) => {
-      await contract(
-        "mongodb",
-        t,
-        () => Promise.resolve({ store, cleanup: () => Promise.resolve() }),
-      );
+      await contract(t, () => Promise.resolve({ store, cleanup: () => Promise.resolve() }));
     });
   },
 });
@@ -627,8 +620,9 @@ Deno.test({
   },
 });
 
-Deno.test("an unreachable MongoDB rejects with StoreUnavailableError within the timeout", async () => {
-  const started = performance.now();
+Deno.test("an unreachable MongoDB rejects with StoreUnavailableError naming the timeout", async () => {
+  // That the timeout bounds the wait is the driver's business, given the options it gets:
+  // lib/store/mongo_test.ts checks those (mongoClientOptions), not the elapsed time.
   await assert.rejects(
     () =>
       openStore({
@@ -642,6 +636,4 @@ Deno.test("an unreachable MongoDB rejects with StoreUnavailableError within the 
       return true;
     },
   );
-  const elapsed = performance.now() - started;
-  assert.ok(elapsed < 3000, `took ${Math.round(elapsed)} ms`);
 });

@@ -9,6 +9,18 @@
 export type Clock = () => number;
 
 /**
+ * The clock and the timer that the chat client and its rate limits wait with. The default,
+ * {@linkcode REAL_TIMERS}, is `performance.now()` and a `setTimeout`; tests pass one they drive
+ * by hand, so that no test measures elapsed time.
+ */
+export interface Timers {
+  /** The current time in milliseconds (only differences are used). */
+  now: Clock;
+  /** Waits `ms` milliseconds, or rejects with the signal's reason as soon as `signal` aborts. */
+  sleep(ms: number, signal?: AbortSignal): Promise<void>;
+}
+
+/**
  * Waits `ms` milliseconds, or rejects with the signal's reason as soon as `signal` aborts.
  *
  * @example
@@ -36,16 +48,31 @@ export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
 }
 
 /**
+ * The real clock and timer: `performance.now()` and {@linkcode sleep}.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { REAL_TIMERS } from "./_concurrency.ts";
+ * const t0 = REAL_TIMERS.now();
+ * await REAL_TIMERS.sleep(1);
+ * assert(REAL_TIMERS.now() >= t0);
+ * ```
+ */
+export const REAL_TIMERS: Timers = { now: () => performance.now(), sleep };
+
+/**
  * A counting semaphore: at most `permits` holders at once, waiters served first come first served.
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { Semaphore } from "./_concurrency.ts";
  * const s = new Semaphore(1);
  * const release = await s.acquire();
- * console.assert(s.inUse === 1);
+ * assert.equal(s.inUse, 1);
  * release();
- * console.assert(s.inUse === 0);
+ * assert.equal(s.inUse, 0);
  * ```
  */
 export class Semaphore {
@@ -111,28 +138,29 @@ export class Semaphore {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { TokenBucket } from "./_concurrency.ts";
  * const b = new TokenBucket(60);
  * await b.take(1);
- * console.assert(b.level <= 59.1);
+ * assert(b.level <= 59.1);
  * ```
  */
 export class TokenBucket {
   #capacity: number;
   #level: number;
   #last: number;
-  #now: Clock;
+  #timers: Timers;
   #chain: Promise<void> = Promise.resolve();
 
-  /** Creates a full bucket of `perMinute` units. */
-  constructor(perMinute: number, now: Clock = () => performance.now()) {
+  /** Creates a full bucket of `perMinute` units, timed by `timers` (default the real ones). */
+  constructor(perMinute: number, timers: Timers = REAL_TIMERS) {
     if (!(perMinute > 0)) {
       throw new RangeError(`Cannot create a rate limit of ${perMinute} per minute: expected > 0`);
     }
     this.#capacity = perMinute;
     this.#level = perMinute;
-    this.#now = now;
-    this.#last = now();
+    this.#timers = timers;
+    this.#last = timers.now();
   }
 
   /** The current level (after refilling). */
@@ -142,7 +170,7 @@ export class TokenBucket {
   }
 
   #refill(): void {
-    const t = this.#now();
+    const t = this.#timers.now();
     this.#level = Math.min(
       this.#capacity,
       this.#level + ((t - this.#last) * this.#capacity) / 60_000,
@@ -166,7 +194,7 @@ export class TokenBucket {
       for (;;) {
         const wait = this.waitTime(n);
         if (wait <= 0) break;
-        await sleep(Math.ceil(wait), signal);
+        await this.#timers.sleep(Math.ceil(wait), signal);
       }
       const taken = Math.min(n, this.#capacity);
       this.#level -= taken;

@@ -15,9 +15,10 @@ export type { Random };
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { seededRandom } from "./_random.ts";
  * const a = seededRandom(42, 7), b = seededRandom(42, 7);
- * console.assert(a() === b());
+ * assert.equal(a(), b());
  * ```
  */
 export function seededRandom(...seeds: number[]): Random {
@@ -36,8 +37,9 @@ export function seededRandom(...seeds: number[]): Random {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { seededRandom, shuffled } from "./_random.ts";
- * console.assert(shuffled([1, 2, 3], seededRandom(1)).length === 3);
+ * assert.equal(shuffled([1, 2, 3], seededRandom(1)).length, 3);
  * ```
  */
 export function shuffled<T>(items: readonly T[], random: Random): T[] {

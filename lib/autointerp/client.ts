@@ -13,7 +13,9 @@
 
 import OpenAI from "openai";
 import { ConfigError } from "../errors.ts";
-import { Semaphore, sleep, TokenBucket } from "./_concurrency.ts";
+import { REAL_TIMERS, Semaphore, type Timers, TokenBucket } from "./_concurrency.ts";
+
+export type { Timers } from "./_concurrency.ts";
 
 /** One chat message. */
 export interface ChatMessage {
@@ -73,6 +75,7 @@ export interface ChatResponse {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import type { ChatClient } from "./client.ts";
  * const echo: ChatClient = {
  *   model: "echo",
@@ -82,7 +85,7 @@ export interface ChatResponse {
  *       usage: { prompt_tokens: 0, completion_tokens: 0 },
  *     }),
  * };
- * console.assert((await echo.complete({ messages: [{ role: "user", content: "hi" }] })).content === "hi");
+ * assert.equal((await echo.complete({ messages: [{ role: "user", content: "hi" }] })).content, "hi");
  * ```
  */
 export interface ChatClient {
@@ -224,6 +227,11 @@ export interface OpenAIChatClientOptions {
   onRetry?: (info: RetryInfo) => void;
   /** Random source for the jitter, in [0, 1). Default `Math.random`. */
   random?: () => number;
+  /**
+   * The clock and timer of the retry waits, the rate limits and the per-attempt timeout. Default
+   * the real ones (`performance.now()`, `setTimeout`); tests pass a clock they move by hand.
+   */
+  timers?: Timers;
 }
 
 /** Counters of an {@linkcode OpenAIChatClient}. */
@@ -248,8 +256,9 @@ export interface ChatClientStats {
  * @returns The text with each occurrence replaced by `***`.
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { scrubSecret } from "./client.ts";
- * console.assert(scrubSecret("key sk-abc123 here", "sk-abc123") === "key *** here");
+ * assert.equal(scrubSecret("key sk-abc123 here", "sk-abc123"), "key *** here");
  * ```
  */
 export function scrubSecret(text: string, secret: string | undefined): string {
@@ -266,10 +275,11 @@ export function scrubSecret(text: string, secret: string | undefined): string {
  * @returns The delay in milliseconds, or `undefined` when there is no usable header.
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { parseRetryAfter } from "./client.ts";
- * console.assert(parseRetryAfter(new Headers({ "retry-after": "2" })) === 2000);
+ * assert.equal(parseRetryAfter(new Headers({ "retry-after": "2" })), 2000);
  * const at = Date.parse("Wed, 21 Oct 2015 07:28:10 GMT");
- * console.assert(parseRetryAfter(new Headers({ "retry-after": "Wed, 21 Oct 2015 07:28:10 GMT" }), at - 3000) === 3000);
+ * assert.equal(parseRetryAfter(new Headers({ "retry-after": "Wed, 21 Oct 2015 07:28:10 GMT" }), at - 3000), 3000);
  * ```
  */
 export function parseRetryAfter(
@@ -296,9 +306,10 @@ export function parseRetryAfter(
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { backoffDelay } from "./client.ts";
- * console.assert(backoffDelay(3, 100, 10_000, () => 0) === 200);
- * console.assert(backoffDelay(3, 100, 10_000, () => 0.999) < 400);
+ * assert.equal(backoffDelay(3, 100, 10_000, () => 0), 200);
+ * assert(backoffDelay(3, 100, 10_000, () => 0.999) < 400);
  * ```
  */
 export function backoffDelay(
@@ -543,6 +554,7 @@ export class OpenAIChatClient implements ChatClient {
   #maxRetryAfter: number;
   #onRetry: ((info: RetryInfo) => void) | undefined;
   #random: () => number;
+  #timers: Timers;
   #stats: ChatClientStats = {
     requests: 0,
     retries: 0,
@@ -572,8 +584,13 @@ export class OpenAIChatClient implements ChatClient {
     });
     this.baseURL = scrubSecret(scrubUserInfo(this.#openai.baseURL), this.#key);
     this.#semaphore = new Semaphore(maxWorkers);
-    this.#rpm = options.requestsPerMinute ? new TokenBucket(options.requestsPerMinute) : undefined;
-    this.#tpm = options.tokensPerMinute ? new TokenBucket(options.tokensPerMinute) : undefined;
+    this.#timers = options.timers ?? REAL_TIMERS;
+    this.#rpm = options.requestsPerMinute
+      ? new TokenBucket(options.requestsPerMinute, this.#timers)
+      : undefined;
+    this.#tpm = options.tokensPerMinute
+      ? new TokenBucket(options.tokensPerMinute, this.#timers)
+      : undefined;
     this.#timeoutMs = options.timeoutMs ?? 60_000;
     this.#maxRetries = options.maxRetries ?? 5;
     this.#baseDelay = options.retryBaseDelayMs ?? 1000;
@@ -617,7 +634,7 @@ export class OpenAIChatClient implements ChatClient {
           : backoffDelay(attempt, this.#baseDelay, this.#maxDelay, this.#random);
         this.#stats.retries++;
         this.#onRetry?.({ attempt, reason: last.reason, delayMs, fromRetryAfter });
-        await sleep(delayMs, signal);
+        await this.#timers.sleep(delayMs, signal);
       }
     }
     // Timeouts of an endpoint that has not answered a single request: as good as unreachable.
@@ -649,7 +666,11 @@ export class OpenAIChatClient implements ChatClient {
       await this.#rpm?.take(1, request.signal);
       const charged = (await this.#tpm?.take(estimate, request.signal)) ?? 0;
       const timeout = new AbortController();
-      const timer = setTimeout(() => timeout.abort(new AttemptTimeout()), this.#timeoutMs);
+      const answered = new AbortController(); // ends the timeout's wait when the attempt ends
+      this.#timers.sleep(this.#timeoutMs, answered.signal).then(
+        () => timeout.abort(new AttemptTimeout()),
+        () => {}, // the attempt ended first
+      );
       const signals = request.signal ? [request.signal, timeout.signal] : [timeout.signal];
       this.#stats.requests++;
       this.#stats.inFlight++;
@@ -690,7 +711,7 @@ export class OpenAIChatClient implements ChatClient {
         if (timeout.signal.aborted && !request.signal?.aborted) throw new AttemptTimeout();
         throw e;
       } finally {
-        clearTimeout(timer);
+        answered.abort();
         this.#stats.inFlight--;
       }
     } finally {

@@ -49,13 +49,3 @@ Deno.test("OpenAIChatClient rejects a proxy with an unsupported scheme and a bad
     ConfigError,
   );
 });
-
-Deno.test("OpenAIChatClient accepts an http proxy with credentials and closes it", () => {
-  const c = new OpenAIChatClient({
-    model: "m",
-    baseURL: "http://127.0.0.1:1/v1",
-    proxy: "http://user:pw@127.0.0.1:3128",
-  });
-  c.close();
-  c.close(); // idempotent
-});

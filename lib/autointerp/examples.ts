@@ -29,9 +29,10 @@ export interface Example {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { displayToken } from "./examples.ts";
- * console.assert(displayToken(1, ["a", "b\n"]) === "b\\n");
- * console.assert(displayToken(9, ["a"]) === "<unk:9>");
+ * assert.equal(displayToken(1, ["a", "b\n"]), "b\\n");
+ * assert.equal(displayToken(9, ["a"]), "<unk:9>");
  * ```
  */
 export function displayToken(id: number, vocab: readonly string[]): string {
@@ -50,13 +51,15 @@ export function displayToken(id: number, vocab: readonly string[]): string {
  * @returns The example.
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { exampleFromSample } from "./examples.ts";
  * const s = {
  *   tokens: Int32Array.from([0, 1, 2, 3, 4]), acts: Float32Array.from([0, 0, 0, 2, 0]),
  *   peak: 2, peak_pos: 3, source: "d", shard: 0, row: 0, offset: 0,
  * };
  * const ex = exampleFromSample(s, ["a", "b", "c", "d", "e"], 3);
- * console.assert(ex.tokens.join("") === "cde" && ex.peakPos === 1);
+ * assert.equal(ex.tokens.join(""), "cde");
+ * assert.equal(ex.peakPos, 1);
  * ```
  */
 export function exampleFromSample(
@@ -93,9 +96,10 @@ function argmax(values: ArrayLike<number>): number {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { activationMarks } from "./examples.ts";
  * const marks = activationMarks({ tokens: ["a", "b", "c"], ids: [0, 1, 2], acts: [0, 8, 3], peakPos: 1, peak: 8 }, 10, 0.7);
- * console.assert(marks.join() === "false,true,false");
+ * assert.equal(marks.join(), "false,true,false");
  * ```
  */
 export function activationMarks(
@@ -112,8 +116,9 @@ export function activationMarks(
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { renderExample } from "./examples.ts";
- * console.assert(renderExample([" the", " big", " cat", "."], [false, true, true, false]) === " the<< big cat>>.");
+ * assert.equal(renderExample([" the", " big", " cat", "."], [false, true, true, false]), " the<< big cat>>.");
  * ```
  */
 export function renderExample(tokens: readonly string[], marks?: readonly boolean[]): string {
@@ -140,8 +145,9 @@ export function renderExample(tokens: readonly string[], marks?: readonly boolea
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { activationScale } from "./examples.ts";
- * console.assert(activationScale([0, 2.5, 5, 7], 5).join() === "0,5,10,10");
+ * assert.equal(activationScale([0, 2.5, 5, 7], 5).join(), "0,5,10,10");
  * ```
  */
 export function activationScale(acts: readonly number[], featureMax: number): number[] {
@@ -155,9 +161,10 @@ export function activationScale(acts: readonly number[], featureMax: number): nu
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { renderActivationList } from "./examples.ts";
  * const ex = { tokens: ["a", " cat"], ids: [0, 1], acts: [0, 4], peakPos: 1, peak: 4 };
- * console.assert(renderActivationList(ex, 4) === '" cat" (10)');
+ * assert.equal(renderActivationList(ex, 4), '" cat" (10)');
  * ```
  */
 export function renderActivationList(example: Example, featureMax: number): string {

@@ -52,11 +52,12 @@ export interface ExplainInput {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { buildExplanationMessages } from "./explainers.ts";
  * import { resolveAutoInterpOptions } from "./options.ts";
  * const ex = { tokens: [" a", " cat"], ids: [0, 1], acts: [0, 5], peakPos: 1, peak: 5 };
  * const msgs = buildExplanationMessages({ examples: [ex], featureMax: 5 }, resolveAutoInterpOptions());
- * console.assert(msgs[1]!.content.includes("Example 1:  a<< cat>>"));
+ * assert(msgs[1]!.content.includes("Example 1:  a<< cat>>"));
  * ```
  */
 export function buildExplanationMessages(
@@ -130,9 +131,11 @@ function explanationText(obj: Record<string, unknown>): string | undefined {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { parseOpenAIExplanation } from "./explainers.ts";
  * const r = parseOpenAIExplanation('{"final_explanation": "cats", "activation_consistency": "4", "complexity": 2}');
- * console.assert(r.ok && r.value.consistency === 4);
+ * assert(r.ok);
+ * assert.equal(r.value.consistency, 4);
  * ```
  */
 export function parseOpenAIExplanation(content: string): Parsed<Explanation> {
@@ -162,9 +165,11 @@ export function parseOpenAIExplanation(content: string): Parsed<Explanation> {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { parseLabel } from "./explainers.ts";
  * const r = parseLabel("Thinking...\nLabel: \"fruits\"");
- * console.assert(r.ok && r.value.text === "fruits");
+ * assert(r.ok);
+ * assert.equal(r.value.text, "fruits");
  * ```
  */
 export function parseLabel(content: string): Parsed<Explanation> {

@@ -49,8 +49,9 @@ export interface FeatureExamples {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { isDeadFeature } from "./interpret.ts";
- * console.assert(isDeadFeature({ sae_name: "s", sae_series: "x", index: 0, analyses: {} }, "default"));
+ * assert(isDeadFeature({ sae_name: "s", sae_series: "x", index: 0, analyses: {} }, "default"));
  * ```
  */
 export function isDeadFeature(record: FeatureRecord, analysisName: string): boolean {
@@ -64,8 +65,9 @@ export function isDeadFeature(record: FeatureRecord, analysisName: string): bool
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { isInterpreted } from "./interpret.ts";
- * console.assert(!isInterpreted({ sae_name: "s", sae_series: "x", index: 0, analyses: {} }));
+ * assert(!isInterpreted({ sae_name: "s", sae_series: "x", index: 0, analyses: {} }));
  * ```
  */
 export function isInterpreted(record: FeatureRecord): boolean {
@@ -98,6 +100,7 @@ function activatingSamples(analysis: FeatureAnalysis): { top: Sample[]; rest: Sa
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { selectExamples } from "./interpret.ts";
  * import { resolveAutoInterpOptions } from "./options.ts";
  * import { seededRandom } from "./_random.ts";
@@ -106,7 +109,8 @@ function activatingSamples(analysis: FeatureAnalysis): { top: Sample[]; rest: Sa
  *   histogram: { relative_accuracy: 0.01, index_offset: 0, counts: new Float64Array() }, quantiles: [],
  *   samplings: [{ name: "top_activations", band: null, samples: [s(1), s(3), s(2)] }] };
  * const ex = selectExamples(analysis, resolveAutoInterpOptions({ n_activating_examples: 2 }), ["a", "b"], seededRandom(1));
- * console.assert(ex.explain.map((e) => e.peak).join() === "3,2" && ex.activating[0]!.peak === 1);
+ * assert.equal(ex.explain.map((e) => e.peak).join(), "3,2");
+ * assert.equal(ex.activating[0]!.peak, 1);
  * ```
  */
 export function selectExamples(

@@ -24,10 +24,12 @@ export type LenientJsonResult =
  * @returns The value, or the reason nothing could be parsed.
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { parseLenientJson } from "./json.ts";
  * const r = parseLenientJson("Sure! ```json\n{'a': True, 'b': [1, 2,],}\n``` Hope this helps.");
- * console.assert(r.ok && JSON.stringify(r.value) === '{"a":true,"b":[1,2]}');
- * console.assert(!parseLenientJson("no json here").ok);
+ * assert(r.ok);
+ * assert.equal(JSON.stringify(r.value), '{"a":true,"b":[1,2]}');
+ * assert(!parseLenientJson("no json here").ok);
  * ```
  */
 export function parseLenientJson(text: string): LenientJsonResult {

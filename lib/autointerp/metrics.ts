@@ -36,9 +36,13 @@ export interface Confusion {
  * @throws {RangeError} When the lengths differ.
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { confusion } from "./metrics.ts";
  * const c = confusion([true, true, false, false], [true, false, true, false]);
- * console.assert(c.tp === 1 && c.fn === 1 && c.fp === 1 && c.tn === 1);
+ * assert.equal(c.tp, 1);
+ * assert.equal(c.fn, 1);
+ * assert.equal(c.fp, 1);
+ * assert.equal(c.tn, 1);
  * ```
  */
 export function confusion(truth: readonly boolean[], predicted: readonly boolean[]): Confusion {
@@ -62,10 +66,13 @@ export function confusion(truth: readonly boolean[], predicted: readonly boolean
  * @returns The metrics (see the module doc for the 0/0 conventions).
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { scoreMetrics } from "./metrics.ts";
  * const m = scoreMetrics({ tp: 3, fp: 1, tn: 4, fn: 2 });
- * console.assert(m.accuracy === 0.7 && m.precision === 0.75 && m.recall === 0.6);
- * console.assert(Math.abs(m.balanced_accuracy - 0.7) < 1e-12);
+ * assert.equal(m.accuracy, 0.7);
+ * assert.equal(m.precision, 0.75);
+ * assert.equal(m.recall, 0.6);
+ * assert(Math.abs(m.balanced_accuracy - 0.7) < 1e-12);
  * ```
  */
 export function scoreMetrics(c: Confusion): ScoreMetrics {
@@ -98,9 +105,10 @@ export function scoreMetrics(c: Confusion): ScoreMetrics {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { pearson } from "./metrics.ts";
- * console.assert(Math.abs(pearson([1, 2, 3], [2, 4, 6]) - 1) < 1e-12);
- * console.assert(pearson([1, 1, 1], [1, 2, 3]) === 0);
+ * assert(Math.abs(pearson([1, 2, 3], [2, 4, 6]) - 1) < 1e-12);
+ * assert.equal(pearson([1, 1, 1], [1, 2, 3]), 0);
  * ```
  */
 export function pearson(x: readonly number[], y: readonly number[]): number {

@@ -152,9 +152,11 @@ const SCORERS: readonly ScorerType[] = ["detection", "fuzzing", "simulation", "g
  * @returns The resolved options.
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { resolveAutoInterpOptions } from "./options.ts";
  * const o = resolveAutoInterpOptions({ max_workers: 4 });
- * console.assert(o.max_workers === 4 && o.n_activating_examples === 7);
+ * assert.equal(o.max_workers, 4);
+ * assert.equal(o.n_activating_examples, 7);
  * ```
  */
 export function resolveAutoInterpOptions(

@@ -85,6 +85,7 @@ function exampleLines(texts: string[]): string {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { buildDetectionTask } from "./scorers.ts";
  * import { resolveAutoInterpOptions } from "./options.ts";
  * import { seededRandom } from "./_random.ts";
@@ -93,7 +94,8 @@ function exampleLines(texts: string[]): string {
  *   { explanation: "cats", activating: [ex(" cat", 1)], nonActivating: [ex(" dog", 0)], featureMax: 1, random: seededRandom(1) },
  *   resolveAutoInterpOptions(),
  * );
- * console.assert("truth" in task && task.truth.length === 2);
+ * assert("truth" in task);
+ * assert.equal(task.truth.length, 2);
  * ```
  */
 export function buildDetectionTask(
@@ -137,11 +139,13 @@ export function buildDetectionTask(
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { wrongMarks } from "./scorers.ts";
  * import { seededRandom } from "./_random.ts";
  * const ex = { tokens: ["a", "b", "c"], ids: [0, 1, 2], acts: [0, 5, 0], peakPos: 1, peak: 5 };
  * const m = wrongMarks(ex, [false, true, false], seededRandom(3))!;
- * console.assert(m.filter(Boolean).length === 1 && !m[1]);
+ * assert.equal(m.filter(Boolean).length, 1);
+ * assert(!m[1]);
  * ```
  */
 export function wrongMarks(
@@ -164,13 +168,16 @@ export function wrongMarks(
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { buildFuzzingTask } from "./scorers.ts";
  * import { resolveAutoInterpOptions } from "./options.ts";
  * import { seededRandom } from "./_random.ts";
  * const ex = { tokens: ["a", " cat", "b"], ids: [0, 1, 2], acts: [0, 5, 0], peakPos: 1, peak: 5 };
  * const o = resolveAutoInterpOptions({ fuzzing_n_examples: 2 });
  * const task = buildFuzzingTask({ explanation: "cats", activating: [ex, ex, ex], nonActivating: [], featureMax: 5, random: seededRandom(1) }, o);
- * console.assert("truth" in task && task.truth.includes(false) && task.truth.includes(true));
+ * assert("truth" in task);
+ * assert(task.truth.includes(false));
+ * assert(task.truth.includes(true));
  * ```
  */
 export function buildFuzzingTask(
@@ -249,10 +256,12 @@ function toBool(v: unknown): boolean | undefined {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { parseEvaluation } from "./scorers.ts";
  * const r = parseEvaluation('Answer: {"evaluation_results": [true, "no", 1]}', 3);
- * console.assert(r.ok && r.value.join() === "true,false,true");
- * console.assert(!parseEvaluation('{"evaluation_results": [true]}', 3).ok);
+ * assert(r.ok);
+ * assert.equal(r.value.join(), "true,false,true");
+ * assert(!parseEvaluation('{"evaluation_results": [true]}', 3).ok);
  * ```
  */
 export function parseEvaluation(content: string, n: number): Parsed<boolean[]> {
@@ -302,6 +311,7 @@ export function scoreFuzzing(input: ScoreInput, ctx: AskContext): Promise<ScoreR
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { expectedActivations } from "./scorers.ts";
  * const content = "1: 9\n2: 0";
  * const lp = [
@@ -311,7 +321,9 @@ export function scoreFuzzing(input: ScoreInput, ctx: AskContext): Promise<ScoreR
  *   { token: "0", logprob: 0, top: [{ token: "0", logprob: 0 }] },
  * ];
  * const r = expectedActivations(content, lp, 2);
- * console.assert(r.ok && r.value[0] === 4.5 && r.value[1] === 0);
+ * assert(r.ok);
+ * assert.equal(r.value[0], 4.5);
+ * assert.equal(r.value[1], 0);
  * ```
  */
 export function expectedActivations(

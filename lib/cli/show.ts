@@ -31,9 +31,10 @@ export interface RenderOptions {
  * @returns the text with `\x1b` shown as the four characters `\x1b`, and so on.
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { sanitize } from "./show.ts";
- * console.assert(sanitize("a\x1b[31mb") === "a\\x1b[31mb");
- * console.assert(sanitize("tab\there") === "tab\\x09here");
+ * assert.equal(sanitize("a\x1b[31mb"), "a\\x1b[31mb");
+ * assert.equal(sanitize("tab\there"), "tab\\x09here");
  * ```
  */
 export function sanitize(text: string): string {
@@ -111,9 +112,10 @@ function renderHistogram(a: FeatureAnalysisJson, bins = 12, width = 40): string[
  * @returns the text to print.
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { renderFeature } from "./show.ts";
  * const text = renderFeature({ sae_name: "s", sae_series: "x", index: 3, analyses: {} });
- * console.assert(text.includes("feature 3"));
+ * assert(text.includes("feature 3"));
  * ```
  */
 export function renderFeature(doc: FeatureJson, options: RenderOptions = {}): string {

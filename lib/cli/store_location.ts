@@ -39,9 +39,10 @@ export const DEFAULT_OUTPUT_DIR = "analysis_results";
  * @throws {ConfigError} when the config file cannot be read or parsed (as `loadSettings` says it).
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { resolveStoreLocation } from "./store_location.ts";
  * const where = await resolveStoreLocation({ outputDir: "out" }, {});
- * console.assert(where.outputDir?.endsWith("out") && where.mongo === undefined);
+ * assert(where.outputDir?.endsWith("out") && where.mongo === undefined);
  * ```
  */
 export async function resolveStoreLocation(
@@ -100,12 +101,15 @@ function parseTimeout(where: string, value: unknown): number | undefined {
  * @throws {ConfigError} when `where.outputDir` holds no `saeflow.sqlite`.
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
+ * import { ConfigError } from "../errors.ts";
  * import { requireExistingStore } from "./store_location.ts";
  * const dir = await Deno.makeTempDir();
- * await requireExistingStore({ outputDir: dir }).then(
- *   () => console.assert(false),
- *   (e) => console.assert(e.message.includes("no saeflow store")),
+ * await assert.rejects(
+ *   requireExistingStore({ outputDir: dir }),
+ *   (e) => e instanceof ConfigError && e.message.includes("no saeflow store"),
  * );
+ * await Deno.remove(dir);
  * ```
  */
 export async function requireExistingStore(where: OpenStoreOptions): Promise<void> {

@@ -96,12 +96,14 @@ const HUB_DATA_PATTERNS = ["*.jsonl", "*.jsonl.gz", "*.txt", "*.parquet"];
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { openDataset } from "./dataset.ts";
  * const corpus = new URL("../../fixtures/text/corpus.parquet", import.meta.url).pathname;
  * const source = await openDataset({ name: "corpus", pathOrId: corpus });
  * const reader = source.getReader();
  * await reader.read();
- * console.assert(source.stats.records === 1 && source.files.length === 1);
+ * assert.equal(source.stats.records, 1);
+ * assert.equal(source.files.length, 1);
  * await reader.cancel(); // closes the file
  * ```
  */
@@ -270,12 +272,14 @@ async function* readCells(
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { openDataset } from "./dataset.ts";
  * const dir = await Deno.makeTempDir();
  * await Deno.writeTextFile(`${dir}/a.jsonl`, '{"text":"hello"}\n{"text":"world"}\n');
  * const source = await openDataset({ name: "demo", pathOrId: `${dir}/a.jsonl` });
  * const records = await Array.fromAsync(source);
- * console.assert(records[1]!.text === "world" && records[1]!.row === 1);
+ * assert.equal(records[1]!.text, "world");
+ * assert.equal(records[1]!.row, 1);
  * await Deno.remove(dir, { recursive: true });
  * ```
  */

@@ -1,6 +1,6 @@
 import { deepStrictEqual as assertEquals, ok as assert } from "node:assert/strict";
 import { join } from "node:path";
-import { assertRejects, test } from "../_testing.ts";
+import { assertRejects, GatedSink, settle, test } from "../_testing.ts";
 import { ConfigError } from "../errors.ts";
 import type { TextRecord } from "../types.ts";
 import { type BadRowInfo, openDataset } from "./dataset.ts";
@@ -313,9 +313,12 @@ test("openDataset() reads lazily: a few records pulled means a few rows read", a
     for (const path of [jsonl, gz]) {
       await t.step(path.split("/").pop()!, async () => {
         const source = await openDataset({ name: "big", pathOrId: path });
-        const reader = source.getReader();
-        for (let i = 0; i < 3; i++) assertEquals((await reader.read()).value?.row, i);
-        await new Promise((r) => setTimeout(r, 20));
+        const sink = new GatedSink<TextRecord>();
+        const piped = source.pipeTo(sink.stream);
+        sink.release(2); // rows 0 and 1 are taken, row 2 is held
+        await sink.waitForWrites(3);
+        await settle(() => source.stats.rowsRead);
+        assertEquals(sink.received.map((r) => r.row), [0, 1, 2]);
         // One chunk of the file holds a few thousand rows at most; far from all 20000.
         assert(source.stats.rowsRead < 5000, `read ${source.stats.rowsRead} rows for 3 records`);
         const size = (await Deno.stat(path)).size;
@@ -324,9 +327,10 @@ test("openDataset() reads lazily: a few records pulled means a few rows read", a
           `read ${source.stats.bytesRead} of ${size} bytes`,
         );
         // Cancelling closes the file (the test's resource sanitizer checks it).
-        await reader.cancel();
+        sink.fail("enough");
+        assertEquals(await piped.catch((e) => e), "enough");
         const after = source.stats.rowsRead;
-        await new Promise((r) => setTimeout(r, 20));
+        await settle(() => source.stats.rowsRead);
         assertEquals(source.stats.rowsRead, after);
       });
     }

@@ -89,9 +89,10 @@ function isByteLevel(decoder: unknown): boolean {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { loadTokenizer, specialTokenIds } from "./tokenizer.ts";
  * const { tokenizer } = await loadTokenizer(new URL("../../fixtures/tiny-neox", import.meta.url).pathname);
- * console.assert(specialTokenIds(tokenizer, { eos_token: "<|endoftext|>" }).eosTokenId === 0);
+ * assert.equal(specialTokenIds(tokenizer, { eos_token: "<|endoftext|>" }).eosTokenId, 0);
  * ```
  */
 export function specialTokenIds(
@@ -122,9 +123,11 @@ export function specialTokenIds(
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { loadTokenizer } from "./tokenizer.ts";
  * const tok = await loadTokenizer(new URL("../../fixtures/tiny-neox", import.meta.url).pathname);
- * console.assert(tok.eosTokenId === 0 && tok.byteLevel);
+ * assert.equal(tok.eosTokenId, 0);
+ * assert(tok.byteLevel);
  * ```
  */
 export async function loadTokenizer(path: string): Promise<LoadedTokenizer> {
@@ -221,8 +224,9 @@ function sequenceLength(lead: number): number {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { displayBytes } from "./tokenizer.ts";
- * console.assert(displayBytes(new Uint8Array([0x20, 0x74, 0xe2, 0x80])) === " t<0xE2><0x80>");
+ * assert.equal(displayBytes(new Uint8Array([0x20, 0x74, 0xe2, 0x80])), " t<0xE2><0x80>");
  * ```
  */
 export function displayBytes(bytes: Uint8Array): string {
@@ -257,10 +261,11 @@ export function displayBytes(bytes: Uint8Array): string {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { loadTokenizer, vocabDisplayStrings } from "./tokenizer.ts";
  * const tok = await loadTokenizer(new URL("../../fixtures/tiny-neox", import.meta.url).pathname);
  * const vocab = vocabDisplayStrings(tok);
- * console.assert(vocab[0] === "<|endoftext|>");
+ * assert.equal(vocab[0], "<|endoftext|>");
  * ```
  */
 export function vocabDisplayStrings(tokenizer: Tokenizer | LoadedTokenizer): string[] {

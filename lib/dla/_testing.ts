@@ -9,7 +9,9 @@
 import { onnx } from "../onnx/_proto.ts";
 import { makeNode, makeTensor, type NodeSpec, OnnxModel } from "../onnx/mod.ts";
 import { SafetensorsFile, writeSafetensors } from "../safetensors/mod.ts";
+import { dirname } from "node:path";
 import { mulberry32 as prng } from "../_random.ts";
+import { fixturePath } from "../_testing.ts";
 
 /** Mulberry32 seeded PRNG (the project's one, from lib/_random.ts). */
 export { prng };
@@ -313,16 +315,9 @@ export function buildMatMul(dModel: number, vocab: number, wT: Float32Array): On
   return OnnxModel.fromBytes(onnx.ModelProto.encode(proto).finish(), { source: "<matmul>" });
 }
 
-const FIXTURES = new URL("../../fixtures/", import.meta.url).pathname;
-
-/** The fixture folder of a model, or `null` when it has not been generated. */
-export function fixtureDir(name: string): string | null {
-  try {
-    Deno.statSync(`${FIXTURES}${name}/model.onnx`);
-    return `${FIXTURES}${name}`;
-  } catch {
-    return null;
-  }
+/** The fixture folder of a model; fails, naming it, when its `model.onnx` is missing. */
+export function fixtureDir(name: string): string {
+  return dirname(fixturePath(`${name}/model.onnx`));
 }
 
 /**

@@ -74,6 +74,7 @@ export interface FeatureDla {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { attributeSae } from "./attribute.ts";
  * const dModel = 64;
  * const W_dec = new Float32Array(3 * dModel).map((_, i) => Math.cos(i));
@@ -83,8 +84,9 @@ export interface FeatureDla {
  *   topK: 5,
  *   session: { intraOpThreads: 1 },
  * }));
- * console.assert(got.length === 3 && got[2]!.index === 2);
- * console.assert(got[0]!.logits.top_positive.length === 5);
+ * assert.equal(got.length, 3);
+ * assert.equal(got[2]!.index, 2);
+ * assert.equal(got[0]!.logits.top_positive.length, 5);
  * ```
  */
 export async function* attributeSae(options: AttributeSaeOptions): AsyncGenerator<FeatureDla> {

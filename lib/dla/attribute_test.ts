@@ -1,3 +1,5 @@
+import { dirname } from "node:path";
+import { fixturePath } from "../_testing.ts";
 import { ConfigError } from "../errors.ts";
 import { OnnxModel } from "../onnx/mod.ts";
 import { loadSae } from "../sae/mod.ts";
@@ -45,15 +47,11 @@ Deno.test("attributeSae() yields every feature in order, the same for any chunk 
   }
 });
 
-const SAE_FIXTURE =
-  new URL("../../fixtures/sae/lm-saes-relu/config.json", import.meta.url).pathname;
-const hasSaeFixture = await Deno.stat(SAE_FIXTURE).then(() => true, () => false);
 Deno.test({
   name: "attributeSae() over the lm-saes-relu fixture SAE matches the reference for every feature",
-  ignore: !hasSaeFixture,
   async fn() {
-    const fixture = await loadSae(SAE_FIXTURE.replace(/\/config\.json$/, ""));
-    const head = await fixtureHead(fixtureDir("tiny-neox")!);
+    const fixture = await loadSae(dirname(fixturePath("sae/lm-saes-relu/config.json")));
+    const head = await fixtureHead(fixtureDir("tiny-neox"));
     let n = 0;
     for await (const { index, logits } of attributeSae({ sae: fixture, model: neox })) {
       assertEquals(index, n++);

@@ -82,6 +82,7 @@ export interface ResolvedDlaOptions {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { DlaComputer } from "./computer.ts";
  * await using dla = await DlaComputer.create(
  *   new URL("../../fixtures/tiny-neox/model.onnx", import.meta.url).pathname,
@@ -89,7 +90,8 @@ export interface ResolvedDlaOptions {
  * );
  * const rows = new Float32Array(2 * dla.dModel).map((_, i) => Math.sin(i));
  * const [a, b] = await dla.computeChunk(rows);
- * console.assert(a!.top_positive.length === 3 && b!.histogram.counts.length === 50);
+ * assert.equal(a!.top_positive.length, 3);
+ * assert.equal(b!.histogram.counts.length, 50);
  * ```
  */
 export class DlaComputer implements AsyncDisposable {

@@ -15,7 +15,7 @@ import {
 } from "./_testing.ts";
 import { DlaComputer, findUnembeddingTail } from "./mod.ts";
 
-const NEOX = fixtureDir("tiny-neox")!;
+const NEOX = fixtureDir("tiny-neox");
 const neox = await OnnxModel.load(`${NEOX}/model.onnx`);
 const neoxHead = await fixtureHead(NEOX);
 const ONE_THREAD = { intraOpThreads: 1 };
@@ -121,26 +121,24 @@ Deno.test("DLA refuses a shape-read input that fits one row but not two", async 
   );
 });
 
-const llama = fixtureDir("tiny-llama");
 Deno.test({
   name: "DLA on tiny-llama (RMSNorm, tied embeddings) matches the reference",
-  ignore: llama === null,
   async fn() {
+    const llama = fixtureDir("tiny-llama");
     const model = await OnnxModel.load(`${llama}/model.onnx`);
-    const head = await fixtureHead(llama!);
+    const head = await fixtureHead(llama);
     assertEquals(head.norm, "RMSNorm");
     await checkAgainstReference(model, head, { center: true });
     await checkAgainstReference(model, head, { center: false, seed: 9 });
   },
 });
 
-const gpt2 = fixtureDir("tiny-gpt2");
 Deno.test({
   name: "DLA on tiny-gpt2 (LayerNorm, tied embeddings) matches the reference",
-  ignore: gpt2 === null,
   async fn() {
+    const gpt2 = fixtureDir("tiny-gpt2");
     const model = await OnnxModel.load(`${gpt2}/model.onnx`);
-    const head = await fixtureHead(gpt2!);
+    const head = await fixtureHead(gpt2);
     assertEquals(head.norm, "LayerNorm");
     await checkAgainstReference(model, head, { center: true });
     await checkAgainstReference(model, head, { center: false, seed: 9 });

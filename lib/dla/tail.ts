@@ -100,14 +100,16 @@ export interface FindTailOptions {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { OnnxModel } from "../onnx/mod.ts";
  * import { findUnembeddingTail } from "./tail.ts";
  * const model = await OnnxModel.load(
  *   new URL("../../fixtures/tiny-neox/model.onnx", import.meta.url).pathname,
  * );
  * const tail = findUnembeddingTail(model);
- * console.assert(tail.residTensor === "/gpt_neox/layers.3/Add_1_output_0");
- * console.assert(tail.logitsTensor === "logits" && tail.vocabSize === 1024);
+ * assert.equal(tail.residTensor, "/gpt_neox/layers.3/Add_1_output_0");
+ * assert.equal(tail.logitsTensor, "logits");
+ * assert.equal(tail.vocabSize, 1024);
  * ```
  */
 export function findUnembeddingTail(

@@ -74,8 +74,9 @@ function env(name: string): string | undefined {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { hubCacheDir } from "./resolve.ts";
- * console.assert(hubCacheDir().length > 0);
+ * assert(hubCacheDir().length > 0);
  * ```
  */
 export function hubCacheDir(): string {
@@ -97,8 +98,9 @@ export function hubCacheDir(): string {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { repoFolderName } from "./resolve.ts";
- * console.assert(repoFolderName("EleutherAI/pythia-70m", "model") === "models--EleutherAI--pythia-70m");
+ * assert.equal(repoFolderName("EleutherAI/pythia-70m", "model"), "models--EleutherAI--pythia-70m");
  * ```
  */
 export function repoFolderName(id: string, repoType: RepoType): string {
@@ -113,9 +115,10 @@ export function repoFolderName(id: string, repoType: RepoType): string {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { isRepoId } from "./resolve.ts";
- * console.assert(isRepoId("EleutherAI/pythia-70m"));
- * console.assert(!isRepoId("./models/pythia"));
+ * assert(isRepoId("EleutherAI/pythia-70m"));
+ * assert(!isRepoId("./models/pythia"));
  * ```
  */
 export function isRepoId(value: string): boolean {
@@ -155,9 +158,10 @@ async function holdsMatch(snapshot: string, patterns: string[]): Promise<boolean
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { findInCache } from "./resolve.ts";
  * const dir = await findInCache("no-such-org/no-such-model", { cacheDir: "/nonexistent" });
- * console.assert(dir === null);
+ * assert.equal(dir, null);
  * ```
  */
 export async function findInCache(
@@ -197,9 +201,10 @@ export async function findInCache(
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { resolveRepo } from "./resolve.ts";
  * const dir = await Deno.makeTempDir();
- * console.assert((await resolveRepo(dir)) === dir);
+ * assert.equal(await resolveRepo(dir), dir);
  * await Deno.remove(dir);
  * ```
  */

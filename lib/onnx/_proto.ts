@@ -35,8 +35,10 @@ export type Int64 = number | { toNumber(): number } | null | undefined;
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { toNumber } from "./_proto.ts";
- * console.assert(toNumber(7) === 7 && toNumber(undefined) === 0);
+ * assert.equal(toNumber(7), 7);
+ * assert.equal(toNumber(undefined), 0);
  * ```
  */
 export function toNumber(value: Int64): number {
@@ -68,8 +70,9 @@ export const ELEM_TYPE_NAMES: Record<number, string> = {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { elemTypeName } from "./_proto.ts";
- * console.assert(elemTypeName(10) === "float16");
+ * assert.equal(elemTypeName(10), "float16");
  * ```
  */
 export function elemTypeName(code: number): string {
@@ -81,8 +84,9 @@ export function elemTypeName(code: number): string {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { elemTypeCode } from "./_proto.ts";
- * console.assert(elemTypeCode("int64") === 7);
+ * assert.equal(elemTypeCode("int64"), 7);
  * ```
  */
 export function elemTypeCode(name: string): number {

@@ -96,12 +96,13 @@ export interface FromBytesOptions {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { OnnxModel } from "./graph.ts";
  * const model = await OnnxModel.load(
  *   new URL("../../fixtures/tiny-neox/model.onnx", import.meta.url).pathname,
  * );
  * const pruned = model.prune(["/gpt_neox/layers.1/Add_1_output_0"]);
- * console.assert(pruned.nodes.length < model.nodes.length);
+ * assert(pruned.nodes.length < model.nodes.length);
  * ```
  */
 export class OnnxModel {
@@ -132,11 +133,12 @@ export class OnnxModel {
    *
    * @example
    * ```ts
+   * import assert from "node:assert/strict";
    * import { OnnxModel } from "./graph.ts";
    * const m = await OnnxModel.load(
    *   new URL("../../fixtures/tiny-neox/model.onnx", import.meta.url).pathname,
    * );
-   * console.assert(m.inputs.some((i) => i.name === "input_ids"));
+   * assert(m.inputs.some((i) => i.name === "input_ids"));
    * ```
    */
   static async load(path: string): Promise<OnnxModel> {
@@ -162,11 +164,12 @@ export class OnnxModel {
    *
    * @example
    * ```ts
+   * import assert from "node:assert/strict";
    * import { OnnxModel } from "./graph.ts";
    * try {
    *   OnnxModel.fromBytes(new Uint8Array([8, 7, 18, 200]));
    * } catch (e) {
-   *   console.assert((e as Error).message.startsWith("Cannot load ONNX model <bytes>:"));
+   *   assert((e as Error).message.startsWith("Cannot load ONNX model <bytes>:"));
    * }
    * ```
    */
@@ -232,11 +235,12 @@ export class OnnxModel {
    *
    * @example
    * ```ts
+   * import assert from "node:assert/strict";
    * import { OnnxModel } from "./graph.ts";
    * const m = await OnnxModel.load(
    *   new URL("../../fixtures/tiny-neox/model.onnx", import.meta.url).pathname,
    * );
-   * console.assert(m.tensors().some((t) => t.name === "logits" && t.elemType === "float32"));
+   * assert(m.tensors().some((t) => t.name === "logits" && t.elemType === "float32"));
    * ```
    */
   tensors(): TensorInfo[] {
@@ -268,11 +272,12 @@ export class OnnxModel {
    *
    * @example
    * ```ts
+   * import assert from "node:assert/strict";
    * import { OnnxModel } from "./graph.ts";
    * const m = await OnnxModel.load(
    *   new URL("../../fixtures/tiny-neox/model.onnx", import.meta.url).pathname,
    * );
-   * console.assert(m.tensor("input_ids")?.elemType === "int64");
+   * assert(m.tensor("input_ids")?.elemType === "int64");
    * ```
    */
   tensor(name: string): TensorInfo | undefined {
@@ -350,12 +355,13 @@ export class OnnxModel {
    *
    * @example
    * ```ts
+   * import assert from "node:assert/strict";
    * import { OnnxModel } from "./graph.ts";
    * const m = await OnnxModel.load(
    *   new URL("../../fixtures/tiny-neox/model.onnx", import.meta.url).pathname,
    * );
    * const p = m.prune(["/gpt_neox/embed_in/Gather_output_0"]);
-   * console.assert(p.inputs.map((i) => i.name).join() === "input_ids");
+   * assert.equal(p.inputs.map((i) => i.name).join(), "input_ids");
    * ```
    */
   prune(outputs: OutputSpec[]): OnnxModel {
@@ -373,12 +379,13 @@ export class OnnxModel {
    *
    * @example
    * ```ts
+   * import assert from "node:assert/strict";
    * import { OnnxModel } from "./graph.ts";
    * const m = await OnnxModel.load(
    *   new URL("../../fixtures/tiny-neox/model.onnx", import.meta.url).pathname,
    * );
    * const tail = m.extractSubgraph(["/gpt_neox/layers.3/Add_1_output_0"], ["logits"]);
-   * console.assert(tail.inputs[0]?.name === "/gpt_neox/layers.3/Add_1_output_0");
+   * assert(tail.inputs[0]?.name === "/gpt_neox/layers.3/Add_1_output_0");
    * ```
    */
   extractSubgraph(inputs: string[], outputs: OutputSpec[]): OnnxModel {
@@ -431,6 +438,7 @@ export class OnnxModel {
    *
    * @example
    * ```ts
+   * import assert from "node:assert/strict";
    * import { OnnxModel } from "./graph.ts";
    * const m = await OnnxModel.load(
    *   new URL("../../fixtures/tiny-neox/model.onnx", import.meta.url).pathname,
@@ -441,7 +449,7 @@ export class OnnxModel {
    *   [],
    *   [{ name: "relu_out", elemType: "float32" }],
    * ).prune(["relu_out"]);
-   * console.assert(m2.outputs[0]?.name === "relu_out");
+   * assert(m2.outputs[0]?.name === "relu_out");
    * ```
    */
   appendNodes(
@@ -499,11 +507,12 @@ export class OnnxModel {
    *
    * @example
    * ```ts
+   * import assert from "node:assert/strict";
    * import { OnnxModel } from "./graph.ts";
    * const m = await OnnxModel.load(
    *   new URL("../../fixtures/tiny-neox/model.onnx", import.meta.url).pathname,
    * );
-   * console.assert(OnnxModel.fromBytes(m.toBytes()).nodes.length === m.nodes.length);
+   * assert.equal(OnnxModel.fromBytes(m.toBytes()).nodes.length, m.nodes.length);
    * ```
    */
   toBytes(): Uint8Array {
@@ -822,9 +831,11 @@ export function buildModel(parts: {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { makeNode } from "./graph.ts";
  * const n = makeNode({ opType: "Relu", inputs: ["x"], outputs: ["y"] });
- * console.assert(n.opType === "Relu" && n.name === "/saeflow/Relu");
+ * assert.equal(n.opType, "Relu");
+ * assert.equal(n.name, "/saeflow/Relu");
  * ```
  */
 export function makeNode(spec: NodeSpec, suffix = ""): NodeProto {
@@ -852,9 +863,10 @@ export function makeNode(spec: NodeSpec, suffix = ""): NodeProto {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { makeTensor } from "./graph.ts";
  * const t = makeTensor({ name: "w", dims: [2], data: new Float32Array([1, 2]) });
- * console.assert(t.dataType === 1 && t.rawData?.length === 8);
+ * assert(t.dataType === 1 && t.rawData?.length === 8);
  * ```
  */
 export function makeTensor(spec: InitializerSpec): TensorProto {

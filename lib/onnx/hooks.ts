@@ -62,13 +62,14 @@ interface Block {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { OnnxModel } from "./graph.ts";
  * import { listHookPoints } from "./hooks.ts";
  * const m = await OnnxModel.load(
  *   new URL("../../fixtures/tiny-neox/model.onnx", import.meta.url).pathname,
  * );
  * const post = listHookPoints(m).find((h) => h.hook === "blocks.1.hook_resid_post");
- * console.assert(post?.tensor === "/gpt_neox/layers.1/Add_1_output_0");
+ * assert(post?.tensor === "/gpt_neox/layers.1/Add_1_output_0");
  * ```
  */
 export function listHookPoints(model: OnnxModel): HookPoint[] {
@@ -99,13 +100,14 @@ export function listHookPoints(model: OnnxModel): HookPoint[] {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { OnnxModel } from "./graph.ts";
  * import { resolveHooks } from "./hooks.ts";
  * const m = await OnnxModel.load(
  *   new URL("../../fixtures/tiny-neox/model.onnx", import.meta.url).pathname,
  * );
  * const t = resolveHooks(m, ["blocks.1.hook_resid_post", "logits"]);
- * console.assert(t["logits"] === "logits");
+ * assert.equal(t["logits"], "logits");
  * ```
  */
 export function resolveHooks(model: OnnxModel, hooks: readonly string[]): Record<string, string> {
@@ -132,9 +134,10 @@ export function resolveHooks(model: OnnxModel, hooks: readonly string[]): Record
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { summarizeHooks } from "./hooks.ts";
  * const s = summarizeHooks(["blocks.0.hook_mlp_out", "blocks.1.hook_mlp_out"]);
- * console.assert(s === "blocks.{0..1}.hook_mlp_out");
+ * assert.equal(s, "blocks.{0..1}.hook_mlp_out");
  * ```
  */
 export function summarizeHooks(hooks: readonly string[]): string {

@@ -53,9 +53,10 @@ export interface ModelDir {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { loadModelDir } from "./model_dir.ts";
  * const m = await loadModelDir(new URL("../../fixtures/tiny-neox", import.meta.url).pathname);
- * console.assert(m.onnxPath.endsWith("model.onnx"));
+ * assert(m.onnxPath.endsWith("model.onnx"));
  * ```
  */
 export async function loadModelDir(dir: string): Promise<ModelDir> {
@@ -110,8 +111,9 @@ export async function loadModelDir(dir: string): Promise<ModelDir> {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { maxContextSize } from "./model_dir.ts";
- * console.assert(maxContextSize({ config: { n_positions: 1024 } }) === 1024);
+ * assert.equal(maxContextSize({ config: { n_positions: 1024 } }), 1024);
  * ```
  */
 export function maxContextSize(model: Pick<ModelDir, "config">): number | null {

@@ -42,6 +42,7 @@ const PAST = /past|cache/i;
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { feedBuilder } from "./feeds.ts";
  * const build = feedBuilder([
  *   { name: "input_ids", type: "int64", shape: ["batch", "seq"] },
@@ -53,7 +54,7 @@ const PAST = /past|cache/i;
  *   tokens: new Int32Array([5, 6, 0]),
  *   attention: new Uint8Array([1, 1, 0]),
  * });
- * console.assert([...feeds.position_ids!.data].join() === "0,1,1");
+ * assert.equal([...feeds.position_ids!.data].join(), "0,1,1");
  * ```
  */
 export function feedBuilder(inputs: readonly ValueMetadata[], model: string): FeedBuilder {

@@ -46,13 +46,14 @@ export interface HookSession extends AsyncDisposable {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { openHookSession } from "./hook_session.ts";
  * await using hs = await openHookSession(
  *   new URL("../../fixtures/tiny-neox/model.onnx", import.meta.url).pathname,
  *   ["blocks.1.hook_resid_post"],
  *   { intraOpThreads: 1 },
  * );
- * console.assert(hs.session.outputNames.length === 1);
+ * assert.equal(hs.session.outputNames.length, 1);
  * ```
  */
 export async function openHookSession(
@@ -104,8 +105,9 @@ export async function openHookSession(
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { halfToFloat } from "./hook_session.ts";
- * console.assert(halfToFloat(new Uint16Array([0x3c00]))[0] === 1);
+ * assert.equal(halfToFloat(new Uint16Array([0x3c00]))[0], 1);
  * ```
  */
 export function halfToFloat(bits: Uint16Array): Float32Array {

@@ -54,10 +54,11 @@ export interface ModelInspection {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { inspectModel, formatInspect } from "./inspect.ts";
  * const info = await inspectModel(new URL("../../fixtures/tiny-neox", import.meta.url).pathname);
- * console.assert(info.hookPoints[0]?.shape?.[2] === 64);
- * console.assert(formatInspect(info).includes("blocks.0.hook_resid_pre"));
+ * assert(info.hookPoints[0]?.shape?.[2] === 64);
+ * assert(formatInspect(info).includes("blocks.0.hook_resid_pre"));
  * ```
  */
 export async function inspectModel(dir: string): Promise<ModelInspection> {
@@ -115,13 +116,14 @@ export async function inspectModel(dir: string): Promise<ModelInspection> {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { formatInspect } from "./inspect.ts";
  * const text = formatInspect({
  *   dir: "m", onnxPath: "m/model.onnx", architecture: null, opset: 17, irVersion: 8,
  *   producer: "pytorch", inputs: [], outputs: [], vocabSize: 10, maxContext: null,
  *   hookPoints: [], externalData: false,
  * });
- * console.assert(text.includes("opset 17"));
+ * assert(text.includes("opset 17"));
  * ```
  */
 export function formatInspect(info: ModelInspection): string {

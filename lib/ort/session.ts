@@ -83,9 +83,10 @@ export interface ModelSource {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { tensor } from "./session.ts";
  * const t = tensor("int64", new BigInt64Array([1n, 2n]), [1, 2]);
- * console.assert(t.dims[1] === 2);
+ * assert.equal(t.dims[1], 2);
  * ```
  */
 export function tensor(type: TensorType, data: TensorData, dims: readonly number[]): Tensor {
@@ -173,12 +174,13 @@ export class OrtSession implements AsyncDisposable {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { createSession } from "./session.ts";
  * await using s = await createSession(
  *   new URL("../../fixtures/tiny-neox/model.onnx", import.meta.url).pathname,
  *   { intraOpThreads: 1 },
  * );
- * console.assert(s.inputNames.includes("input_ids"));
+ * assert(s.inputNames.includes("input_ids"));
  * ```
  */
 export async function createSession(
@@ -264,8 +266,9 @@ function missingCudaProvider(): string | null {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { deviceAvailable } from "./session.ts";
- * console.assert(deviceAvailable("cpu"));
+ * assert(deviceAvailable("cpu"));
  * ```
  */
 export function deviceAvailable(device: Device): boolean {

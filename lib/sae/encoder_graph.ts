@@ -85,6 +85,7 @@ export const MIN_ENCODER_OPSET = 11;
  *   thresholds, or d_sae ≥ 2^24
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { encoderNodes } from "./encoder_graph.ts";
  * import type { SaeDescription } from "./mod.ts";
  * const sae = {
@@ -95,7 +96,8 @@ export const MIN_ENCODER_OPSET = 11;
  *   normalization: { perToken: "none" },
  * } as unknown as SaeDescription;
  * const parts = encoderNodes(sae, { input: "x", mask: "mask" });
- * console.assert(parts.outputs.value === "value" && parts.nodes.some((n) => n.opType === "Gemm"));
+ * assert.equal(parts.outputs.value, "value");
+ * assert(parts.nodes.some((n) => n.opType === "Gemm"));
  * ```
  */
 export function encoderNodes(sae: SaeDescription, options: EncoderNodesOptions): EncoderNodes {

@@ -1,20 +1,14 @@
 /**
  * Tests over the Python-made SAE fixtures in `fixtures/sae/` (made by another script; see
- * `fixtures/README.md`). Each test is skipped while its fixture folders do not exist.
+ * `fixtures/README.md`). The fixtures are committed: a missing folder fails the test, naming it.
  */
 
-import { fileURLToPath } from "node:url";
+import { fixturePath } from "../_testing.ts";
 import { assert, assertEquals, prng, uniform } from "./_testing.ts";
 import { encodeReference, loadSae, type SaeDescription } from "./mod.ts";
 
-const root = fileURLToPath(new URL("../../fixtures/sae/", import.meta.url));
-const exists = (name: string) => {
-  try {
-    return Deno.statSync(root + name).isDirectory;
-  } catch {
-    return false;
-  }
-};
+/** Loads the fixture SAE `fixtures/sae/<name>`. */
+const fixtureSae = (name: string) => loadSae(fixturePath(`sae/${name}`));
 const T = 64;
 
 function denseActs(sae: SaeDescription, x: Float32Array): Float64Array {
@@ -28,10 +22,9 @@ function denseActs(sae: SaeDescription, x: Float32Array): Float64Array {
 
 Deno.test({
   name: "the Python-made LM-SAEs and SAELens twins give identical activations",
-  ignore: !(exists("lm-saes-relu-plain") && exists("saelens-relu")),
   fn: async () => {
-    const lm = await loadSae(root + "lm-saes-relu-plain");
-    const sl = await loadSae(root + "saelens-relu");
+    const lm = await fixtureSae("lm-saes-relu-plain");
+    const sl = await fixtureSae("saelens-relu");
     assertEquals([lm.format, sl.format], ["lm-saes", "saelens"]);
     assertEquals([lm.dModel, lm.dSae], [sl.dModel, sl.dSae]);
     const x = uniform(prng(1), T * lm.dModel, -2, 2);
@@ -51,10 +44,9 @@ Deno.test({
 
 Deno.test({
   name: "the Python-made bf16 twin matches the f32 SAE within bf16 precision",
-  ignore: !(exists("lm-saes-relu-plain") && exists("lm-saes-relu-bf16")),
   fn: async () => {
-    const f32 = await loadSae(root + "lm-saes-relu-plain");
-    const bf16 = await loadSae(root + "lm-saes-relu-bf16");
+    const f32 = await fixtureSae("lm-saes-relu-plain");
+    const bf16 = await fixtureSae("lm-saes-relu-bf16");
     assertEquals(bf16.dtype, "BF16");
     const d = f32.dModel, n = f32.dSae;
     const x = uniform(prng(2), T * d, -2, 2);

@@ -50,6 +50,7 @@ function describeNormalization(sae: SaeDescription): string {
  * @returns the lines, without trailing newlines
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { describeSae, type SaeDescription } from "./mod.ts";
  * const lines = describeSae({
  *   format: "saelens", path: "saes/l6", dModel: 64, dSae: 512, activation: { kind: "topk", k: 32 },
@@ -57,7 +58,7 @@ function describeNormalization(sae: SaeDescription): string {
  *   center: false, centerSource: "off", hookPointIn: "blocks.6.hook_resid_post", hookPointOut: "blocks.6.hook_resid_post",
  *   applyBDecToInput: true, sparsityIncludeDecoderNorm: false, dtype: "F32",
  * } as unknown as SaeDescription);
- * console.assert(lines.some((l) => l.startsWith("activation ") && l.endsWith("topk (k = 32, per token)")));
+ * assert(lines.some((l) => l.startsWith("activation ") && l.endsWith("topk (k = 32, per token)")));
  * ```
  */
 export function describeSae(sae: SaeDescription): string[] {

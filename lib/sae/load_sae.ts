@@ -53,6 +53,7 @@ export interface LoadSaeOptions {
  * tensor of the wrong shape, naming it
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { loadSae } from "./mod.ts";
  * import { writeSafetensors } from "../safetensors/mod.ts";
  * const dir = await Deno.makeTempDir();
@@ -64,7 +65,9 @@ export interface LoadSaeOptions {
  *   b_dec: { dtype: "F32", shape: [2], data: [0, 0] },
  * }));
  * const sae = await loadSae(dir);
- * console.assert(sae.format === "saelens" && sae.dSae === 3 && sae.activation.kind === "relu");
+ * assert.equal(sae.format, "saelens");
+ * assert.equal(sae.dSae, 3);
+ * assert.equal(sae.activation.kind, "relu");
  * await Deno.remove(dir, { recursive: true });
  * ```
  */

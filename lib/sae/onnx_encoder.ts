@@ -51,6 +51,7 @@ export interface EncoderGraphOptions {
  * @returns the serialized ONNX model (opset 17)
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { buildEncoderGraph } from "./onnx_encoder.ts";
  * import type { SaeDescription } from "./mod.ts";
  * const sae = {
@@ -61,7 +62,7 @@ export interface EncoderGraphOptions {
  *   normalization: { perToken: "none" },
  * } as unknown as SaeDescription;
  * const bytes = buildEncoderGraph(sae);
- * console.assert(bytes.length > 0);
+ * assert(bytes.length > 0);
  * ```
  */
 export function buildEncoderGraph(
@@ -111,8 +112,9 @@ export interface FusedModelNames {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { fusedModelNames } from "./onnx_encoder.ts";
- * console.assert(fusedModelNames().mask === "saeflow_sae/mask");
+ * assert.equal(fusedModelNames().mask, "saeflow_sae/mask");
  * ```
  */
 export function fusedModelNames(prefix = "saeflow_sae/"): FusedModelNames {
@@ -143,6 +145,7 @@ export function fusedModelNames(prefix = "saeflow_sae/"): FusedModelNames {
  *   float16, a hook whose recorded width differs from the SAE's d_model, or a name collision
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { buildFusedModel, fusedModelNames } from "./onnx_encoder.ts";
  * import { OnnxModel } from "../onnx/mod.ts";
  * import type { SaeDescription } from "./mod.ts";
@@ -157,7 +160,7 @@ export function fusedModelNames(prefix = "saeflow_sae/"): FusedModelNames {
  *   normalization: { perToken: "none" },
  * } as unknown as SaeDescription;
  * const fused = buildFusedModel(lm, "blocks.1.hook_resid_post", sae);
- * console.assert(fused.outputs.map((o) => o.name).join() === Object.values(fusedModelNames()).slice(1).join());
+ * assert.equal(fused.outputs.map((o) => o.name).join(), Object.values(fusedModelNames()).slice(1).join());
  * ```
  */
 export function buildFusedModel(
@@ -232,6 +235,7 @@ export interface FuseCheck {
  * @returns whether, and why not
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { canFuse } from "./onnx_encoder.ts";
  * import { OnnxModel } from "../onnx/mod.ts";
  * import type { SaeDescription } from "./mod.ts";
@@ -239,8 +243,8 @@ export interface FuseCheck {
  *   new URL("../../fixtures/tiny-neox/model.onnx", import.meta.url).pathname,
  * );
  * const sae = { dModel: 64, path: "s", hookPointIn: "blocks.9.hook_resid_post" } as SaeDescription;
- * console.assert(!canFuse(lm, sae).fusable);
- * console.assert(canFuse(lm, sae, "blocks.3.hook_resid_post").fusable);
+ * assert(!canFuse(lm, sae).fusable);
+ * assert(canFuse(lm, sae, "blocks.3.hook_resid_post").fusable);
  * ```
  */
 export function canFuse(lm: OnnxModel, sae: SaeDescription, hookPoint?: string): FuseCheck {
@@ -364,6 +368,7 @@ function countOnes(mask: Uint8Array): number {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { SaeEncoder } from "./onnx_encoder.ts";
  * import type { SaeDescription } from "./mod.ts";
  * const sae = {
@@ -375,7 +380,8 @@ function countOnes(mask: Uint8Array): number {
  * } as unknown as SaeDescription;
  * await using enc = await SaeEncoder.create(sae, { intraOpThreads: 1 });
  * const acts = await enc.encode(new Float32Array([1, 2, 5, 5]), 2, new Uint8Array([1, 0]));
- * console.assert([...acts.feature].join() === "0,1" && acts.value[0] === 3);
+ * assert.equal([...acts.feature].join(), "0,1");
+ * assert.equal(acts.value[0], 3);
  * ```
  */
 export class SaeEncoder implements AsyncDisposable {
@@ -493,6 +499,7 @@ export interface FusedInput {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { FusedSaeEncoder } from "./onnx_encoder.ts";
  * import type { SaeDescription } from "./mod.ts";
  * const sae = {
@@ -512,7 +519,7 @@ export interface FusedInput {
  *   batchSize: 1, contextSize: 3, tokens: new Int32Array([0, 5, 6]),
  *   attention: new Uint8Array([1, 1, 1]), mask: new Uint8Array([0, 1, 1]),
  * });
- * console.assert(acts.position.every((p) => p > 0));
+ * assert(acts.position.every((p) => p > 0));
  * ```
  */
 export class FusedSaeEncoder implements AsyncDisposable {

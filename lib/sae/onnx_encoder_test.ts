@@ -25,7 +25,6 @@ import {
 const MODEL_PATH = new URL("../../fixtures/tiny-neox/model.onnx", import.meta.url).pathname;
 const HOOK = "blocks.3.hook_resid_post";
 const lm = await OnnxModel.load(MODEL_PATH);
-const dir = await Deno.makeTempDir({ prefix: "onnx_encoder_test_" });
 
 /** Tolerance: float32 accumulation errors are absolute (~1e-6 here), so relative to max(1, |v|). */
 const REL = 1e-5;
@@ -96,18 +95,27 @@ const CASES: Case[] = [
 
 const written = new Map<string, [string, SaeDescription][]>();
 
-/** Writes and loads every case for a d_model, d_sae (not a multiple of 16: padding is tested). */
+/**
+ * Writes and loads every case for a d_model, d_sae (not a multiple of 16: padding is tested).
+ * The files live in a temporary folder only while they are loaded; the loaded SAEs (weights in
+ * memory, no open resource) are kept for the next test that asks for the same sizes.
+ */
 async function saes(dModel: number, dSae: number): Promise<[string, SaeDescription][]> {
   const key = `${dModel}_${dSae}`;
   if (written.has(key)) return written.get(key)!;
   const w = randomWeights(dModel, dModel, dSae);
   const out: [string, SaeDescription][] = [];
-  for (const [i, [name, write, center]] of CASES.entries()) {
-    const path = join(dir, `${dModel}_${i}`);
-    await write(path, w);
-    const sae = await loadSae(path);
-    assertEquals(sae.center, center ?? false, `${name}: center`);
-    out.push([name, sae]);
+  const dir = await Deno.makeTempDir({ prefix: "onnx_encoder_test_" });
+  try {
+    for (const [i, [name, write, center]] of CASES.entries()) {
+      const path = join(dir, `${dModel}_${i}`);
+      await write(path, w);
+      const sae = await loadSae(path);
+      assertEquals(sae.center, center ?? false, `${name}: center`);
+      out.push([name, sae]);
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
   }
   written.set(key, out);
   return out;
@@ -264,8 +272,4 @@ Deno.test("a d_model that differs from the hook's width is a ConfigError", async
   const check = canFuse(lm, small, "blocks.9.hook_resid_post");
   assert(!check.fusable);
   assert(check.reason.startsWith(`Unknown hook point "blocks.9.hook_resid_post"`), check.reason);
-});
-
-Deno.test("the last test removes the temporary SAEs", async () => {
-  await Deno.remove(dir, { recursive: true });
 });

@@ -43,6 +43,7 @@ const LAYER_NORM_EPS = 1e-5;
  * @throws {RangeError} when `x` does not hold `nTokens × dModel` values
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { encodeReference, type SaeDescription } from "./mod.ts";
  * const sae = {
  *   dModel: 2, dSae: 2, activation: { kind: "relu" },
@@ -52,7 +53,9 @@ const LAYER_NORM_EPS = 1e-5;
  *   normalization: { perToken: "none" },
  * } as unknown as SaeDescription;
  * const acts = encodeReference(sae, new Float32Array([1, 2]), 1);
- * console.assert(acts.feature.length === 2 && acts.value[0] === 3 && acts.value[1] === 1.5);
+ * assert.equal(acts.feature.length, 2);
+ * assert.equal(acts.value[0], 3);
+ * assert.equal(acts.value[1], 1.5);
  * ```
  */
 export function encodeReference(

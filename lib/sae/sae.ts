@@ -121,6 +121,7 @@ export interface SaeDescription {
  * @throws {ConfigError} when they differ
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { checkHookWidth } from "./mod.ts";
  * import type { SaeDescription } from "./mod.ts";
  * const sae = { dModel: 64, path: "saes/l0" } as SaeDescription;
@@ -128,7 +129,7 @@ export interface SaeDescription {
  * try {
  *   checkHookWidth(sae, 128, "blocks.0.hook_resid_post");
  * } catch (e) {
- *   console.assert((e as Error).name === "ConfigError");
+ *   assert.equal((e as Error).name, "ConfigError");
  * }
  * ```
  */

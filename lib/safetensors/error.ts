@@ -21,10 +21,11 @@ export interface SafetensorsErrorOptions extends ErrorOptions {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { SafetensorsError } from "./error.ts";
  * const e = new SafetensorsError("header length 999 exceeds the file size 40", { path: "w.safetensors" });
- * console.assert(e.name === "SafetensorsError");
- * console.assert(e.message === "Cannot read safetensors w.safetensors: header length 999 exceeds the file size 40");
+ * assert.equal(e.name, "SafetensorsError");
+ * assert.equal(e.message, "Cannot read safetensors w.safetensors: header length 999 exceeds the file size 40");
  * ```
  */
 export class SafetensorsError extends Error {

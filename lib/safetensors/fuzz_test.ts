@@ -148,9 +148,8 @@ function readAll(
   for (const name of st.names) read(name, st.info(name).dtype.startsWith("I"));
 }
 
-Deno.test("10,000 mutated files either parse or throw SafetensorsError, within 10 s", () => {
+Deno.test("10,000 mutated files either parse or throw SafetensorsError", () => {
   const rand = prng(20240611);
-  const started = performance.now();
   let parsed = 0;
   for (let i = 0; i < 10_000; i++) {
     const bytes = mutate(rand);
@@ -164,8 +163,6 @@ Deno.test("10,000 mutated files either parse or throw SafetensorsError, within 1
       }
     }
   }
-  const elapsed = performance.now() - started;
-  assert(elapsed < 10_000, `fuzzing took ${elapsed.toFixed(0)} ms`);
   // Both outcomes must occur, or the mutations are not exercising the reader.
   assert(parsed > 100 && parsed < 9_000, `${parsed} of 10000 mutants parsed`);
 });

@@ -63,12 +63,13 @@ abstract class SafetensorsHeader {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { SafetensorsFile, writeSafetensors } from "./mod.ts";
  * const path = await Deno.makeTempFile({ suffix: ".safetensors" });
  * await Deno.writeFile(path, writeSafetensors({ w: { dtype: "BF16", shape: [2], data: [1.5, -2] } }));
  * using file = await SafetensorsFile.open(path);
- * console.assert(file.info("w").dtype === "BF16");
- * console.assert((await file.readF32("w"))[1] === -2);
+ * assert.equal(file.info("w").dtype, "BF16");
+ * assert.equal((await file.readF32("w"))[1], -2);
  * ```
  */
 export class SafetensorsFile extends SafetensorsHeader implements Disposable {
@@ -159,10 +160,12 @@ export class SafetensorsFile extends SafetensorsHeader implements Disposable {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { parseSafetensors, writeSafetensors } from "./mod.ts";
  * const st = parseSafetensors(writeSafetensors({ b: { dtype: "F32", shape: [3], data: [1, 2, 3] } }, { v: "1" }));
- * console.assert(st.names[0] === "b" && st.metadata.v === "1");
- * console.assert(st.readF32("b")[2] === 3);
+ * assert.equal(st.names[0], "b");
+ * assert.equal(st.metadata.v, "1");
+ * assert.equal(st.readF32("b")[2], 3);
  * ```
  */
 export class SafetensorsBytes extends SafetensorsHeader {
@@ -201,11 +204,12 @@ export class SafetensorsBytes extends SafetensorsHeader {
  * @throws {SafetensorsError} when the header is invalid
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { parseSafetensors, SafetensorsError } from "./mod.ts";
  * try {
  *   parseSafetensors(new Uint8Array(4), "x.safetensors");
  * } catch (e) {
- *   console.assert(e instanceof SafetensorsError);
+ *   assert(e instanceof SafetensorsError);
  * }
  * ```
  */

@@ -36,10 +36,12 @@ export interface TensorInput {
  * @throws {SafetensorsError} for a bad dtype, shape, length or integer value
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { parseSafetensors, writeSafetensors } from "./mod.ts";
  * const bytes = writeSafetensors({ x: { dtype: "F16", shape: [2, 1], data: [0.1, 65504] } });
  * const x = parseSafetensors(bytes).readF32("x");
- * console.assert(Math.abs(x[0]! - 0.1) < 1e-4 && x[1] === 65504);
+ * assert(Math.abs(x[0]! - 0.1) < 1e-4);
+ * assert.equal(x[1], 65504);
  * ```
  */
 export function writeSafetensors(

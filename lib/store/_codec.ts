@@ -71,9 +71,12 @@ function swapBytes(bytes: Uint8Array, width: number): Uint8Array {
  * @throws {TypeError} For any other typed array.
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { typedArrayToBytes } from "./_codec.ts";
  * const { tag, bytes } = typedArrayToBytes(new Int32Array([1]));
- * console.assert(tag === 0x82 && bytes.length === 4 && bytes[0] === 1);
+ * assert.equal(tag, 0x82);
+ * assert.equal(bytes.length, 4);
+ * assert.equal(bytes[0], 1);
  * ```
  */
 export function typedArrayToBytes(value: ArrayBufferView): TaggedBytes {
@@ -99,9 +102,10 @@ export function typedArrayToBytes(value: ArrayBufferView): TaggedBytes {
  * @throws {RangeError} When the byte length is not a multiple of the element size.
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { bytesToValue, typedArrayToBytes } from "./_codec.ts";
  * const { tag, bytes } = typedArrayToBytes(new Float32Array([0.1]));
- * console.assert((bytesToValue(tag, bytes) as Float32Array)[0] === Math.fround(0.1));
+ * assert.equal((bytesToValue(tag, bytes) as Float32Array)[0], Math.fround(0.1));
  * ```
  */
 export function bytesToValue(tag: number, bytes: Uint8Array): StoredTypedArray | number {
@@ -146,8 +150,10 @@ function isSpecialNumber(n: number): boolean {
  * @returns The escaped key.
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { escapeKey } from "./_codec.ts";
- * console.assert(escapeKey("a.b") === "a%2Eb" && escapeKey("$x") === "%24x");
+ * assert.equal(escapeKey("a.b"), "a%2Eb");
+ * assert.equal(escapeKey("$x"), "%24x");
  * ```
  */
 export function escapeKey(key: string): string {
@@ -170,8 +176,9 @@ function escapeSlow(key: string): string {
  * @returns The original key.
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { escapeKey, unescapeKey } from "./_codec.ts";
- * console.assert(unescapeKey(escapeKey("$a.%b")) === "$a.%b");
+ * assert.equal(unescapeKey(escapeKey("$a.%b")), "$a.%b");
  * ```
  */
 export function unescapeKey(key: string): string {
@@ -194,9 +201,10 @@ function isPlainObject(value: object): boolean {
  * @throws {TypeError} For values the stores cannot keep (functions, bigints, class instances).
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { encodeValue } from "./_codec.ts";
  * const out = encodeValue({ "a.b": new Uint8Array([7]) }, (tag, bytes) => ({ tag, n: bytes.length }));
- * console.assert(JSON.stringify(out) === '{"a%2Eb":{"tag":131,"n":1}}');
+ * assert.equal(JSON.stringify(out), '{"a%2Eb":{"tag":131,"n":1}}');
  * ```
  */
 export function encodeValue(
@@ -274,11 +282,12 @@ function encodeViews(
  * @returns The decoded value, with typed arrays restored and keys unescaped.
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { decodeValue, encodeValue } from "./_codec.ts";
  * type B = { tag: number; bytes: Uint8Array };
  * const enc = encodeValue({ x: -0 }, (tag, bytes): B => ({ tag, bytes }));
  * const dec = decodeValue(enc, (v) => (v as B).bytes ? v as B : null) as { x: number };
- * console.assert(Object.is(dec.x, -0));
+ * assert(Object.is(dec.x, -0));
  * ```
  */
 export function decodeValue(
@@ -336,10 +345,11 @@ function pack(value: unknown, magic: Uint8Array): string | Uint8Array {
  * @returns A string or a blob.
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { packDoc, unpackDoc } from "./_codec.ts";
- * console.assert(packDoc({ a: 1 }) === '{"a":1}');
+ * assert.equal(packDoc({ a: 1 }), '{"a":1}');
  * const back = unpackDoc(packDoc({ a: new Float64Array([NaN]) })) as { a: Float64Array };
- * console.assert(Number.isNaN(back.a[0]));
+ * assert(Number.isNaN(back.a[0]));
  * ```
  */
 export function packDoc(value: unknown): string | Uint8Array {
@@ -406,6 +416,7 @@ interface ColumnarSamples {
  * @returns A string or a blob.
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { packFeatureAnalysis, unpackDoc } from "./_codec.ts";
  * const sample = {
  *   tokens: new Int32Array([5, 6]), acts: new Float32Array([0, 1.5]), peak: 1.5, peak_pos: 1,
@@ -413,7 +424,7 @@ interface ColumnarSamples {
  * };
  * const a = { act_times: 1, samplings: [{ name: "top", band: null, samples: [sample] }] };
  * const back = unpackDoc(packFeatureAnalysis(a)) as typeof a;
- * console.assert(back.samplings[0]!.samples[0]!.acts[1] === 1.5);
+ * assert.equal(back.samplings[0]!.samples[0]!.acts[1], 1.5);
  * ```
  */
 export function packFeatureAnalysis(analysis: unknown): string | Uint8Array {
@@ -557,9 +568,11 @@ function fromColumns(packed: { doc: Record<string, unknown>; columns: ColumnarSa
  * @throws {RangeError} When a blob is not in the packed format.
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { packDoc, unpackDoc } from "./_codec.ts";
  * const back = unpackDoc(packDoc({ t: new Int32Array([3, -4]) })) as { t: Int32Array };
- * console.assert(back.t instanceof Int32Array && back.t[1] === -4);
+ * assert(back.t instanceof Int32Array);
+ * assert.equal(back.t[1], -4);
  * ```
  */
 export function unpackDoc(stored: string | Uint8Array): unknown {

@@ -134,13 +134,14 @@ function sampleShape(vocab: readonly string[] | undefined): Shape {
  * @returns A plain object; `JSON.stringify` it to print.
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { featureToJson } from "./json.ts";
  * const json = featureToJson({
  *   sae_name: "n", sae_series: "s", index: 1, analyses: {},
  *   logits: { top_positive: [], top_negative: [], histogram: {
  *     edges: new Float64Array([0, 1]), counts: new Float64Array([2]) } },
  * });
- * console.assert(JSON.stringify(json.logits?.histogram) === '{"edges":[0,1],"counts":[2]}');
+ * assert.equal(JSON.stringify(json.logits?.histogram), '{"edges":[0,1],"counts":[2]}');
  * ```
  */
 export function featureToJson(record: FeatureRecord, vocab?: readonly string[]): FeatureJson {

@@ -35,6 +35,7 @@ import {
   type FindCursor,
   MongoBulkWriteError,
   MongoClient,
+  type MongoClientOptions,
   MongoServerError,
 } from "mongodb";
 import { ConfigError, StoreUnavailableError } from "../errors.ts";
@@ -102,8 +103,9 @@ function authority(uri: string): { userinfo: string; hosts: string; srv: boolean
  * @returns E.g. `localhost:27017` or `a:1,b:2`.
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { mongoHosts } from "./mongo.ts";
- * console.assert(mongoHosts("mongodb://u:secret@db1,db2:27018/x") === "db1:27017,db2:27018");
+ * assert.equal(mongoHosts("mongodb://u:secret@db1,db2:27018/x"), "db1:27017,db2:27018");
  * ```
  */
 export function mongoHosts(uri: string): string {
@@ -128,6 +130,31 @@ function redact(message: string, uri: string): string {
     }
   }
   return out;
+}
+
+/**
+ * The driver options of a store's `MongoClient`: `timeoutMs` bounds both server selection (how
+ * long an operation waits for a reachable server) and each connection attempt, so that
+ * {@linkcode MongoFeatureStore.open} gives up on an unreachable server after about `timeoutMs`.
+ *
+ * @param timeoutMs How long to try to reach the server, in milliseconds.
+ * @returns The options `MongoFeatureStore.open` creates its client with.
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { mongoClientOptions } from "./mongo.ts";
+ * const o = mongoClientOptions(1500);
+ * assert.equal(o.serverSelectionTimeoutMS, 1500);
+ * assert.equal(o.connectTimeoutMS, 1500);
+ * ```
+ */
+export function mongoClientOptions(timeoutMs: number): MongoClientOptions {
+  return {
+    serverSelectionTimeoutMS: timeoutMs,
+    connectTimeoutMS: timeoutMs,
+    ignoreUndefined: true,
+    appName: "saeflow",
+  };
 }
 
 function checkDbName(db: string): string {
@@ -226,12 +253,13 @@ export class MongoFeatureStore implements FeatureStore {
    * @throws {ConfigError} For a malformed URI or database name.
    * @example
    * ```ts
+   * import assert from "node:assert/strict";
    * import { MongoFeatureStore } from "./mongo.ts";
    * import { StoreUnavailableError } from "../errors.ts";
    * try {
    *   await MongoFeatureStore.open({ uri: "mongodb://127.0.0.1:1/", db: "x", timeoutMs: 200 });
    * } catch (e) {
-   *   console.assert(e instanceof StoreUnavailableError);
+   *   assert(e instanceof StoreUnavailableError);
    * }
    * ```
    */
@@ -245,12 +273,7 @@ export class MongoFeatureStore implements FeatureStore {
     const hosts = mongoHosts(uri);
     let client: MongoClient;
     try {
-      client = new MongoClient(uri, {
-        serverSelectionTimeoutMS: timeoutMs,
-        connectTimeoutMS: timeoutMs,
-        ignoreUndefined: true,
-        appName: "saeflow",
-      });
+      client = new MongoClient(uri, mongoClientOptions(timeoutMs));
     } catch (error) {
       const why = redact(error instanceof Error ? error.message : String(error), uri);
       throw new ConfigError(`Invalid MongoDB URI for ${hosts}: ${why}`);

@@ -26,10 +26,11 @@ export interface OpenStoreOptions {
  * @throws {ConfigError} For a malformed MongoDB URI or database name.
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { openStore } from "./open.ts";
  * const dir = await Deno.makeTempDir();
  * await using store = await openStore({ outputDir: dir });
- * console.assert(store.location.endsWith("saeflow.sqlite"));
+ * assert(store.location.endsWith("saeflow.sqlite"));
  * ```
  */
 export async function openStore(options: OpenStoreOptions): Promise<FeatureStore> {

@@ -117,10 +117,11 @@ function unpack<T>(stored: unknown): T {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { SqliteFeatureStore } from "./sqlite.ts";
  * await using store = SqliteFeatureStore.open({ path: ":memory:" });
  * await store.writeFeatures([{ sae_series: "s", sae_name: "n", index: 3, analyses: {} }]);
- * console.assert((await store.getFeature("s", "n", 3))?.index === 3);
+ * assert((await store.getFeature("s", "n", 3))?.index === 3);
  * ```
  */
 export class SqliteFeatureStore implements FeatureStore {
@@ -143,10 +144,11 @@ export class SqliteFeatureStore implements FeatureStore {
    * @throws {StoreUnavailableError} When the file cannot be created or opened.
    * @example
    * ```ts
+   * import assert from "node:assert/strict";
    * import { SqliteFeatureStore } from "./sqlite.ts";
    * const dir = await Deno.makeTempDir();
    * const store = SqliteFeatureStore.open({ outputDir: dir });
-   * console.assert(store.location.endsWith("saeflow.sqlite"));
+   * assert(store.location.endsWith("saeflow.sqlite"));
    * await store.close();
    * ```
    */

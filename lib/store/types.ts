@@ -24,8 +24,9 @@ import type { FeatureRecord } from "../types.ts";
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { DEFAULT_ANALYSIS } from "./types.ts";
- * console.assert(DEFAULT_ANALYSIS === "default");
+ * assert.equal(DEFAULT_ANALYSIS, "default");
  * ```
  */
 export const DEFAULT_ANALYSIS = "default";
@@ -250,8 +251,9 @@ export interface AnalyzerStateInfo extends AnalyzerStateKey {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { STATE_CHUNK_BYTES } from "./types.ts";
- * console.assert(STATE_CHUNK_BYTES === 8 * 1024 * 1024);
+ * assert.equal(STATE_CHUNK_BYTES, 8 * 1024 * 1024);
  * ```
  */
 export const STATE_CHUNK_BYTES = 8 * 1024 * 1024;
@@ -263,11 +265,12 @@ export const STATE_CHUNK_BYTES = 8 * 1024 * 1024;
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { openStore } from "./open.ts";
  * const dir = await Deno.makeTempDir();
  * await using store = await openStore({ outputDir: dir });
  * await store.putDataset({ name: "demo", config: { path: "demo.jsonl" } });
- * console.assert((await store.getDataset("demo"))?.config.path === "demo.jsonl");
+ * assert((await store.getDataset("demo"))?.config.path === "demo.jsonl");
  * ```
  */
 export interface FeatureStore extends AsyncDisposable {

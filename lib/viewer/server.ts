@@ -101,14 +101,15 @@ function isLoopback(host: string): boolean {
  * @returns A `(Request) => Promise<Response>` function, for `Deno.serve` or direct calls.
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { openStore } from "../store/open.ts";
  * import { createViewerHandler } from "./server.ts";
  * await using store = await openStore({ outputDir: await Deno.makeTempDir() });
  * const handler = createViewerHandler(store);
  * const res = await handler(new Request("http://localhost/api/saes"));
- * console.assert(JSON.stringify(await res.json()) === '{"saes":[]}');
+ * assert.equal(JSON.stringify(await res.json()), '{"saes":[]}');
  * const missing = await handler(new Request("http://localhost/api/saes/s/n/features/0"));
- * console.assert(missing.status === 404);
+ * assert.equal(missing.status, 404);
  * ```
  */
 export function createViewerHandler(
@@ -196,12 +197,14 @@ export function createViewerHandler(
  * @returns The running server; `await server.shutdown()` (or `await using`) stops it.
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { openStore } from "../store/open.ts";
  * import { serveViewer } from "./server.ts";
  * await using store = await openStore({ outputDir: await Deno.makeTempDir() });
  * await using server = serveViewer(store, { port: 0 });
  * const res = await fetch(`${server.url}/api/saes`);
- * console.assert(res.status === 200 && (await res.json()).saes.length === 0);
+ * assert.equal(res.status, 200);
+ * assert.equal((await res.json()).saes.length, 0);
  * ```
  */
 export function serveViewer(store: FeatureStore, options: ServeViewerOptions = {}): ViewerServer {

@@ -10,8 +10,9 @@
  * @throws {RangeError} When a placeholder has no value (a programming error).
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { fillTemplate } from "./_fill.ts";
- * console.assert(fillTemplate("Hi {{who}}!", { who: "you" }) === "Hi you!");
+ * assert.equal(fillTemplate("Hi {{who}}!", { who: "you" }), "Hi you!");
  * ```
  */
 export function fillTemplate(template: string, values: Record<string, string | number>): string {
