@@ -77,7 +77,11 @@ export interface FeatureAnalyzerOptions {
   limitTokens?: number;
 }
 
-/** One sampling as the analyzer computes it. */
+/**
+ * One sampling as the analyzer computes it: the one definition of a sampling. The settings'
+ * `Sampling` (`settings.analyzer.samplings`) is this in the `[analyzer]` table's spelling, and a
+ * record's `Sampling` (lib/types.ts) is this sampling's output under its `name`.
+ */
 export interface SamplingSpec {
   /** The sampling's name in the output. */
   name: string;
