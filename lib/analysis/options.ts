@@ -131,8 +131,9 @@ export interface ResolvedFeatureAnalyzerOptions {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { DEFAULT_SUBSAMPLES } from "./options.ts";
- * console.assert(DEFAULT_SUBSAMPLES["subsampling_80%"]?.proportion === 0.8);
+ * assert(DEFAULT_SUBSAMPLES["subsampling_80%"]?.proportion === 0.8);
  * ```
  */
 export const DEFAULT_SUBSAMPLES: Readonly<Record<string, SubsampleSpec>> = Object.freeze({
@@ -169,11 +170,12 @@ function show(value: unknown): string {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { resolveFeatureAnalyzerOptions } from "./options.ts";
  * const r = resolveFeatureAnalyzerOptions({});
- * console.assert(r.samplings.map((s) => s.name).join() ===
+ * assert(r.samplings.map((s) => s.name).join() ===
  *   "top_activations,subsampling_80%,subsampling_60%,subsampling_40%,subsampling_20%,non_activating");
- * console.assert(r.samplings[1]?.lo === 0.6 && r.samplings[1]?.hi === 0.8);
+ * assert(r.samplings[1]?.lo === 0.6 && r.samplings[1]?.hi === 0.8);
  * ```
  */
 export function resolveFeatureAnalyzerOptions(
