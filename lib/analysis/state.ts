@@ -4,7 +4,7 @@
  * end (DESIGN.md, "Feature analysis semantics").
  *
  * {@linkcode AnalyzerState} is a thin composition of one component per sampler, each owning its
- * per-feature state (typed arrays), its add, its merge and its saved form; the table in `mod.ts`
+ * per-feature state (typed arrays), its add, its merge and its saved form; `README.md` here
  * says which file owns which, and each one's module documentation what it keeps and at what cost.
  *
  * Per feature, over analyzed tokens (mask = 1; entries at masked positions are ignored entirely):
