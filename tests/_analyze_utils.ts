@@ -18,6 +18,7 @@ import { buildModel } from "../lib/onnx/mod.ts";
 import { parseSafetensors, writeSafetensors } from "../lib/safetensors/mod.ts";
 import { hashContext, priorityKey } from "../lib/analysis/_hash.ts";
 import type { ContextOrigin, FeatureAnalysis, Sample } from "../lib/types.ts";
+import type { Sampling } from "../lib/settings/mod.ts";
 
 /** The repository root (with a trailing slash). */
 export const ROOT: string = new URL("../", import.meta.url).pathname;
@@ -358,13 +359,7 @@ export function featureFacts(run: DenseRun, f: number): FeatureFacts {
 }
 
 /** One sampling as the settings resolve it (`settings.analyzer.samplings`). */
-export interface SamplingSpec {
-  name: string;
-  kind: "top" | "band" | "python" | "non_activating";
-  proportion: number;
-  lower: number;
-  n_samples: number;
-}
+export type SamplingSpec = Omit<Sampling, "max_length">;
 
 /** Relative tolerances of {@linkcode checkFeature}; all 0 means exact. */
 export interface Tolerances {

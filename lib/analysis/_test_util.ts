@@ -7,6 +7,11 @@
 
 import type { ContextOrigin, FeatureBatch, Sample } from "../types.ts";
 import { hashContext, priorityKey } from "./_hash.ts";
+import { SampleStore } from "./_store.ts";
+import { StoreCopy } from "./_store_copy.ts";
+import { BatchPairs } from "./_batch.ts";
+import { Moments } from "./_moments.ts";
+import { type CandidateJSON, WindowReader, WindowWriter } from "./_state_json.ts";
 import { mulberry32 as rng } from "../_random.ts";
 
 /** A small seeded PRNG (mulberry32). */
@@ -201,4 +206,157 @@ export function referenceSample(
 export function keyOf(s: Synthetic, seed: number, f: number, c: number): number {
   const o = s.origins[c]!;
   return priorityKey(hashContext(seed, o.source, o.shard, o.row, o.offset ?? 0), f);
+}
+
+/** One component under test, as {@linkcode Harness} drives it (every hook optional). */
+export interface HarnessSampler {
+  /** Whether the sampler needs each context's own key (non-activating). */
+  contextKeys?: boolean;
+  wake?(f: number): void;
+  onMax?(f: number, max: number): void;
+  /** Offers pair `i`; returns its candidate, or -1. */
+  offer?(f: number, i: number, peak: number, key: number, max: number, pairs: BatchPairs): number;
+  afterPairs?(pairs: BatchPairs, batchSize: number, dSae: number): void;
+  resize(dSae: number): void;
+}
+
+/** Window and seed options of a {@linkcode Harness}. */
+export interface HarnessOptions {
+  windowBefore: number;
+  windowAfter: number;
+  seed: number;
+}
+
+/** A kept window, described by value (comparable across stores). */
+export interface Window {
+  row: number;
+  shard: number;
+  peak: number;
+  peakT: number;
+  tokens: number[];
+  acts: number[];
+}
+
+/**
+ * Drives one component over batches the way `AnalyzerState.add` does: pairs grouped by feature,
+ * moments first (for the max), then the component sees each pair; merges and saves likewise.
+ */
+export class Harness<S extends HarnessSampler = HarnessSampler> {
+  readonly store = new SampleStore();
+  readonly pairs: BatchPairs;
+  readonly moments = new Moments(0.01);
+  alive = new Uint8Array(0);
+  nContexts = 0;
+  readonly seed: number;
+  readonly sampler: S;
+  readonly #o: HarnessOptions;
+  readonly #make: (store: SampleStore) => S;
+
+  constructor(sampler: (store: SampleStore) => S, o: HarnessOptions) {
+    this.pairs = new BatchPairs(this.store, o.windowBefore, o.windowAfter);
+    this.seed = o.seed;
+    this.sampler = sampler(this.store);
+    this.#make = sampler;
+    this.#o = o;
+  }
+
+  #ensure(dSae: number): void {
+    if (this.alive.length === dSae) return;
+    this.alive = new Uint8Array(dSae);
+    this.pairs.resize(dSae);
+    this.moments.resize(dSae);
+    this.sampler.resize(dSae);
+  }
+
+  #wake(f: number): void {
+    if (this.alive[f]) return;
+    this.alive[f] = 1;
+    this.sampler.wake?.(f);
+  }
+
+  /** Adds batches. */
+  add(batches: FeatureBatch[]): this {
+    for (const batch of batches) {
+      const { batchSize: B, dSae } = batch;
+      this.#ensure(dSae);
+      const pairs = this.pairs;
+      pairs.read(batch, this.nContexts, this.seed, this.sampler.contextKeys ?? false);
+      let from = 0;
+      for (let f = 0; f < dSae; f++) {
+        const to = pairs.ends[f]!;
+        pairs.ends[f] = 0;
+        if (to === from) continue;
+        this.#wake(f);
+        if (this.moments.add(f, pairs, from, to)) this.sampler.onMax?.(f, this.moments.max[f]!);
+        const max = this.moments.max[f]!;
+        for (let r = from; r < to; r++) {
+          const i = pairs.order[r]!;
+          const key = priorityKey(pairs.ctxHash[pairs.ctx[i]!]!, f);
+          const cand = this.sampler.offer?.(f, i, pairs.peak[i]!, key, max, pairs) ?? -1;
+          if (cand >= 0) this.store.unrefCandidate(cand);
+        }
+        from = to;
+      }
+      this.sampler.afterPairs?.(pairs, B, dSae);
+      pairs.storeTokens();
+      this.nContexts += B;
+    }
+    return this;
+  }
+
+  /** Merges `other` (moments, then `merge` for each feature with the copies' functions). */
+  merge(other: Harness<S>, merge: (f: number, copy: StoreCopy, otherAlive: boolean) => void): this {
+    this.#ensure(other.alive.length);
+    const copy = new StoreCopy(this.store, other.store, this.nContexts);
+    for (let f = 0; f < this.alive.length; f++) {
+      this.moments.merge(f, other.moments);
+      if (other.alive[f]) this.#wake(f);
+      merge(f, copy, other.alive[f] === 1);
+      copy.endFeature();
+    }
+    copy.finish();
+    this.nContexts += other.nContexts;
+    return this;
+  }
+
+  /** A window of the store, by value (`contexts`: `id` is a non-activating context row). */
+  window(id: number, contexts = false): Window {
+    const s = this.store;
+    const x = contexts ? id : s.ctx(id);
+    const start = contexts ? 0 : s.start(id);
+    const stop = contexts ? s.xNonActStop[x]! : s.stop(id);
+    return {
+      row: s.xRow[x]!,
+      shard: s.xShard[x]!,
+      peak: contexts ? 0 : s.peak(id),
+      peakT: contexts ? 0 : s.peakT(id),
+      tokens: Array.from(s.tokens(x, start, stop)),
+      acts: contexts ? [] : Array.from(s.acts(id)),
+    };
+  }
+
+  /**
+   * Saves the harness with `save` (given the window writer), restores it through a JSON string
+   * into a new harness (a new component) with `restore` (given the reader), and returns it.
+   */
+  roundTrip<T>(
+    save: (w: WindowWriter) => T,
+    restore: (h: Harness<S>, saved: T, r: WindowReader) => void,
+  ): Harness<S> {
+    const w = new WindowWriter(this.store);
+    const saved = save(w);
+    const text = JSON.stringify({ saved, candidates: w.candidates });
+    const back = JSON.parse(text) as { saved: T; candidates: CandidateJSON[] };
+    const h = new Harness(this.#make, this.#o);
+    h.#ensure(this.alive.length);
+    const r = new WindowReader(h.store, back.candidates);
+    for (let f = 0; f < this.alive.length; f++) {
+      if (this.alive[f]) h.#wake(f);
+      h.moments.restore(f, this.moments.toJSON(f));
+    }
+    restore(h, back.saved, r);
+    r.finish();
+    h.nContexts = this.nContexts;
+    return h;
+  }
 }

@@ -19,11 +19,12 @@ function gammaOf(alpha: number): number {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { LogHistogramBuilder } from "./histogram.ts";
  * const h = new LogHistogramBuilder(0.01);
  * for (let i = 1; i <= 1000; i++) h.add(i);
  * const median = h.quantile(0.5);
- * console.assert(Math.abs(median - 500) <= 0.01 * 500 + 1e-9);
+ * assert(Math.abs(median - 500) <= 0.01 * 500 + 1e-9);
  * ```
  */
 export class LogHistogramBuilder {
@@ -175,9 +176,10 @@ export class LogHistogramBuilder {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { logHistogramQuantile } from "./histogram.ts";
  * const h = { relative_accuracy: 0.01, index_offset: 0, counts: new Float64Array([3]) };
- * console.assert(Math.abs(logHistogramQuantile(h, 0.5) - 1) <= 0.01);
+ * assert(Math.abs(logHistogramQuantile(h, 0.5) - 1) <= 0.01);
  * ```
  */
 export function logHistogramQuantile(h: LogHistogram, q: number): number {
@@ -207,11 +209,12 @@ export function logHistogramQuantile(h: LogHistogram, q: number): number {
  * @throws {RangeError} When the relative accuracies differ.
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { forEachCount } from "./histogram.ts";
  * const h = { relative_accuracy: 0.01, index_offset: 3, counts: new Float64Array([2, 0, 1]) };
  * const seen: number[][] = [];
  * forEachCount(h, 0.01, (i, c) => seen.push([i, c]));
- * console.assert(seen.join(";") === "3,2;5,1");
+ * assert(seen.join(";") === "3,2;5,1");
  * ```
  */
 export function forEachCount(
@@ -240,11 +243,12 @@ export function forEachCount(
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { mergeLogHistograms } from "./histogram.ts";
  * const a = { relative_accuracy: 0.01, index_offset: 2, counts: new Float64Array([1, 2]) };
  * const b = { relative_accuracy: 0.01, index_offset: 0, counts: new Float64Array([5]) };
  * const m = mergeLogHistograms(a, b);
- * console.assert(m.index_offset === 0 && m.counts.join() === "5,0,1,2");
+ * assert(m.index_offset === 0 && m.counts.join() === "5,0,1,2");
  * ```
  */
 export function mergeLogHistograms(a: LogHistogram, b: LogHistogram): LogHistogram {

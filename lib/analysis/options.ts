@@ -77,7 +77,11 @@ export interface FeatureAnalyzerOptions {
   limitTokens?: number;
 }
 
-/** One sampling as the analyzer computes it. */
+/**
+ * One sampling as the analyzer computes it: the one definition of a sampling. The settings'
+ * `Sampling` (`settings.analyzer.samplings`) is this in the `[analyzer]` table's spelling, and a
+ * record's `Sampling` (lib/types.ts) is this sampling's output under its `name`.
+ */
 export interface SamplingSpec {
   /** The sampling's name in the output. */
   name: string;
@@ -127,8 +131,9 @@ export interface ResolvedFeatureAnalyzerOptions {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { DEFAULT_SUBSAMPLES } from "./options.ts";
- * console.assert(DEFAULT_SUBSAMPLES["subsampling_80%"]?.proportion === 0.8);
+ * assert(DEFAULT_SUBSAMPLES["subsampling_80%"]?.proportion === 0.8);
  * ```
  */
 export const DEFAULT_SUBSAMPLES: Readonly<Record<string, SubsampleSpec>> = Object.freeze({
@@ -165,11 +170,12 @@ function show(value: unknown): string {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { resolveFeatureAnalyzerOptions } from "./options.ts";
  * const r = resolveFeatureAnalyzerOptions({});
- * console.assert(r.samplings.map((s) => s.name).join() ===
+ * assert(r.samplings.map((s) => s.name).join() ===
  *   "top_activations,subsampling_80%,subsampling_60%,subsampling_40%,subsampling_20%,non_activating");
- * console.assert(r.samplings[1]?.lo === 0.6 && r.samplings[1]?.hi === 0.8);
+ * assert(r.samplings[1]?.lo === 0.6 && r.samplings[1]?.hi === 0.8);
  * ```
  */
 export function resolveFeatureAnalyzerOptions(

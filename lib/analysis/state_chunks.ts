@@ -33,8 +33,9 @@ const CHUNKS_VERSION = 1;
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { STATE_SLICE } from "./state_chunks.ts";
- * console.assert(STATE_SLICE > 0);
+ * assert(STATE_SLICE > 0);
  * ```
  */
 export const STATE_SLICE = 1024;
@@ -113,11 +114,12 @@ async function* frames(state: AnalyzerState, slice: number): AsyncGenerator<Uint
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { AnalyzerState } from "./state.ts";
  * import { stateFromChunks, stateToChunks } from "./state_chunks.ts";
  * const state = new AnalyzerState({ seed: 3 });
  * const back = await stateFromChunks(stateToChunks(state));
- * console.assert(back.options.seed === 3 && back.nTokens === 0);
+ * assert(back.options.seed === 3 && back.nTokens === 0);
  * ```
  */
 export async function* stateToChunks(
@@ -186,11 +188,12 @@ async function* readFrames(bytes: AsyncIterable<Uint8Array>): AsyncGenerator<unk
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { AnalyzerState } from "./state.ts";
  * import { stateFromChunks, stateToChunks } from "./state_chunks.ts";
  * const chunks = await Array.fromAsync(stateToChunks(new AnalyzerState({ nTop: 4 })));
  * const state = await stateFromChunks(chunks);
- * console.assert(state.options.nTop === 4);
+ * assert(state.options.nTop === 4);
  * ```
  */
 export async function stateFromChunks(

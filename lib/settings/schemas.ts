@@ -132,6 +132,7 @@ export { normalizeMongoUri } from "../mongo_uri.ts";
 import {
   DEFAULT_SUBSAMPLES as ANALYZER_DEFAULT_SUBSAMPLES,
   resolveFeatureAnalyzerOptions,
+  type SamplingSpec,
 } from "../analysis/options.ts";
 import { ConfigError } from "../errors.ts";
 import { normalizeMongoUri } from "../mongo_uri.ts";
@@ -422,12 +423,12 @@ const DEFAULT_SUBSAMPLES: Record<string, SubsampleConfig> = Object.fromEntries(
  * - `"python"`: the Python tool's rule: the `n_samples` highest peaks at or below
  *   `proportion × max`.
  * - `"non_activating"`: a uniform random sample of contexts where the feature never fires.
+ *
+ * The analyzer's own {@linkcode SamplingSpec} is the one definition: `name` (the `subsamples` key)
+ * and `kind` are its fields; `proportion`, `lower` and `n_samples` are its `hi`, `lo` and `n` in
+ * the `[analyzer]` table's spelling.
  */
-export interface Sampling {
-  /** Name of the sampling in the store (the `subsamples` key). */
-  name: string;
-  /** What is kept. */
-  kind: "top" | "band" | "python" | "non_activating";
+export interface Sampling extends Pick<SamplingSpec, "name" | "kind"> {
   /** Upper bound as a fraction of the feature's maximum (1 for `top` and `non_activating`). */
   proportion: number;
   /** Lower bound for `band` (exclusive), else 0. */
