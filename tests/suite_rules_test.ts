@@ -19,18 +19,11 @@ const ROOT = fileURLToPath(new URL("..", import.meta.url));
 /** Folders never scanned: dependencies, data, build output, and dot-folders (.git, .ci). */
 const SKIPPED = new Set(["node_modules", "fixtures", "dist"]);
 
-/**
- * Folders allowed to keep `console.assert` for now: lib/analysis is being rewritten on another
- * branch, which converts its examples; remove it from here once that has landed.
- */
-const ALLOWED_FOR_NOW = new Set(["lib/analysis"]);
-
 async function* tsFiles(dir: string): AsyncGenerator<string> {
   for await (const entry of Deno.readDir(dir)) {
     const path = join(dir, entry.name);
     if (entry.isDirectory) {
-      const rel = relative(ROOT, path);
-      if (entry.name.startsWith(".") || SKIPPED.has(entry.name) || ALLOWED_FOR_NOW.has(rel)) {
+      if (entry.name.startsWith(".") || SKIPPED.has(entry.name)) {
         continue;
       }
       yield* tsFiles(path);
