@@ -37,6 +37,7 @@ import { featureAnalyzer } from "../stages/feature_analyzer.ts";
 import { dla } from "../stages/dla.ts";
 import { encodeStage } from "./_encode.ts";
 import { AnalysisRun, signalName } from "./analysis_run.ts";
+import { runPipeline } from "./_pipeline.ts";
 import { parseShard, type Shard } from "./shard.ts";
 import { type AnalyzeSummary, summaryLines } from "./summary.ts";
 import { analyzerOptionsOf, Tally } from "./_analysis.ts";
@@ -304,32 +305,32 @@ export async function analyzeSae(
         signal: options.signal,
       });
     }
-    let records: ReadableStream<FeatureRecord> = batches
-      .pipeThrough(analyzer)
-      // The first record comes out when the analyzer's input has ended: the end of the data flow.
-      .pipeThrough(tap<FeatureRecord>(() => {
-        if (inputEnded === undefined) {
-          inputEnded = performance.now();
-          phase = "write";
-          progress?.done();
-          (options.log ?? console.error)(
-            `analyze: input done (${tokens} tokens); writing ${sae.dSae} features to ${
-              store!.location
-            }`,
-          );
-        }
-      }));
-    if (settings.direct_logit_attributor) {
-      records = records.pipeThrough(dla({
+    // The first record comes out when the analyzer's input has ended: the end of the data flow.
+    const inputDone = tap<FeatureRecord>(() => {
+      if (inputEnded === undefined) {
+        inputEnded = performance.now();
+        phase = "write";
+        progress?.done();
+        (options.log ?? console.error)(
+          `analyze: input done (${tokens} tokens); writing ${sae.dSae} features to ${
+            store!.location
+          }`,
+        );
+      }
+    });
+    const dlaStage = settings.direct_logit_attributor
+      ? [dla({
         sae,
         model: loaded.onnx,
         topK: settings.direct_logit_attributor.top_k,
         vocab,
         ownComputer: true,
-      }));
-    }
+      })]
+      : [];
     const analyzeDone = performance.now();
-    await records.pipeTo(
+    await runPipeline(
+      batches,
+      [analyzer, inputDone, ...dlaStage],
       run!.writer({ onWritten: (batch) => tally.add(batch) }),
       options.signal ? { signal: options.signal } : {},
     );

@@ -9,6 +9,7 @@ import { type ChatClient, LLMUnavailableError, scrubSecret } from "../lib/autoin
 import { type AutoInterpOptions, resolveAutoInterpOptions } from "../lib/autointerp/options.ts";
 import { ConfigError, InterruptedError } from "../lib/errors.ts";
 import { signalName } from "./analysis_run.ts";
+import { runPipeline } from "./_pipeline.ts";
 import type { AutoInterpSettings } from "../lib/settings/mod.ts";
 import type { FeatureStore } from "../lib/store/mod.ts";
 import {
@@ -293,7 +294,8 @@ async function run(
     location: store.location,
   });
   try {
-    await source.pipeThrough(stage, { signal }).pipeTo(new WritableStream(), { signal });
+    // Records are written from the events (onFeature), so the stage's output is discarded.
+    await runPipeline(source, [stage], new WritableStream(), { signal });
   } catch (error) {
     progress.done();
     await writer.close().catch(() => {});

@@ -7,7 +7,9 @@
 
 import { InterruptedError } from "../lib/errors.ts";
 import { signalName } from "./analysis_run.ts";
-import { attributeSae } from "../lib/dla/mod.ts";
+import { attributeSae, type FeatureDla } from "../lib/dla/mod.ts";
+import type { FeatureRecord } from "../lib/types.ts";
+import { runPipeline } from "./_pipeline.ts";
 import type { SessionOptions } from "../lib/ort/mod.ts";
 import type { DirectLogitAttributeSettings } from "../lib/settings/mod.ts";
 import { ensureModelDoc, resolveModel } from "./_model.ts";
@@ -128,42 +130,52 @@ export async function directLogitAttribute(
   });
   const device = settings.model?.device ?? settings.sae.device;
   let written = 0;
-  const writer = storeWriter(store, {
-    batchSize: options.writeBatch ?? 256,
-    onWritten: (batch) => written += batch.length,
-  }).getWriter();
   let done = 0;
+  const results = attributeSae({
+    sae,
+    model: model.dir.onnxPath,
+    topK: config.top_k,
+    center: config.center,
+    ...(config.chunk_size !== undefined ? { chunkSize: config.chunk_size } : {}),
+    vocab: modelDoc.vocab,
+    ...(features ? { features } : {}),
+    session: options.session ?? { device },
+  });
+  const toRecords = new TransformStream<FeatureDla, FeatureRecord>(
+    {
+      transform({ index, logits }, controller) {
+        controller.enqueue({ sae_series: series, sae_name: name, index, analyses: {}, logits });
+        progress.update(++done);
+      },
+    },
+    new CountQueuingStrategy({ highWaterMark: 1 }),
+    new CountQueuingStrategy({ highWaterMark: 1 }),
+  );
   try {
-    const results = attributeSae({
-      sae,
-      model: model.dir.onnxPath,
-      topK: config.top_k,
-      center: config.center,
-      ...(config.chunk_size !== undefined ? { chunkSize: config.chunk_size } : {}),
-      vocab: modelDoc.vocab,
-      ...(features ? { features } : {}),
-      session: options.session ?? { device },
-    });
-    for await (const { index, logits } of results) {
-      if (options.signal?.aborted) {
-        const byUser = signalName(options.signal);
-        if (!byUser) options.signal.throwIfAborted();
-        throw new InterruptedError(
-          byUser!,
-          `dla: stopped by ${byUser} after ${done} of ${total} features; their logits are stored, a later run does the rest`,
-        );
-      }
-      await writer.write({ sae_series: series, sae_name: name, index, analyses: {}, logits });
-      progress.update(++done);
-    }
+    // keepOnError: logits already computed are written even when the run stops (a later run
+    // replaces them with the same values).
+    await runPipeline(
+      ReadableStream.from(results),
+      [toRecords],
+      storeWriter(store, {
+        batchSize: options.writeBatch ?? 256,
+        onWritten: (batch) => written += batch.length,
+      }),
+      { ...(options.signal ? { signal: options.signal } : {}), keepOnError: true },
+    );
   } catch (error) {
-    // Keep what was computed (a later run replaces it with the same values), then fail.
     progress.done();
-    await writer.close().catch(() => {});
+    const byUser = signalName(options.signal);
+    if (byUser) {
+      throw new InterruptedError(
+        byUser,
+        `dla: stopped by ${byUser} after ${written} of ${total} features; their logits are stored, a later run does the rest`,
+        { cause: error },
+      );
+    }
     throw error;
   }
   progress.done();
-  await writer.close();
 
   const seconds = (performance.now() - started) / 1000;
   const rate = done / Math.max(progress.elapsed, 1e-9);

@@ -32,6 +32,7 @@ import { openSettingsStore } from "./_store.ts";
 import { type AnalyzeSummary, summaryLines } from "./summary.ts";
 import { analyzerOptionsOf, Tally } from "./_analysis.ts";
 import { AnalysisRun, signalName } from "./analysis_run.ts";
+import { runPipeline } from "./_pipeline.ts";
 
 /** Options of {@linkcode mergeAnalysis}. */
 export interface MergeOptions {
@@ -152,9 +153,9 @@ export async function mergeAnalysis(
     // The analyzer stage over the merged state, with no further input: its records.
     const analyzer = featureAnalyzer({ initialState: merged });
     await analyzer.writable.close();
-    let records = analyzer.readable;
-    if (dlaStage) records = records.pipeThrough(dlaStage);
-    await records.pipeTo(
+    await runPipeline(
+      analyzer.readable,
+      dlaStage ? [dlaStage] : [],
       run.writer({ onWritten: (batch) => tally.add(batch) }),
       options.signal ? { signal: options.signal } : {},
     );
