@@ -288,7 +288,8 @@ export class AnalysisRun implements AsyncDisposable {
 
 /**
  * Runs `fn` with an `AbortSignal` that SIGINT and SIGTERM abort (with the signal's name as the
- * reason), removing the listeners afterwards.
+ * reason), removing the listeners afterwards. A second signal before `fn` settles exits the
+ * process at once (130 / 143).
  *
  * @param fn The work; it should stop soon after the signal aborts.
  * @returns What `fn` returns.
@@ -301,7 +302,12 @@ export class AnalysisRun implements AsyncDisposable {
 export async function withSignals<T>(fn: (signal: AbortSignal) => Promise<T>): Promise<T> {
   const abort = new AbortController();
   const listeners = (["SIGINT", "SIGTERM"] as const).map((name) => {
-    const listener = () => abort.abort(name);
+    const listener = () => {
+      // A second signal while the run is still ending: stop at once (nothing more is written;
+      // the lease lapses and the next run removes what this one wrote).
+      if (abort.signal.aborted) Deno.exit(name === "SIGINT" ? 130 : 143);
+      abort.abort(name);
+    };
     Deno.addSignalListener(name, listener);
     return [name, listener] as const;
   });
