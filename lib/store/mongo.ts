@@ -989,8 +989,9 @@ export class MongoFeatureStore implements FeatureStore {
         key,
         (current) => endDoc(current, generation, outcome, new Date()),
       );
+      // Only frees space (best effort; the next begin or publish tries again).
       if (publishedGeneration(before) !== generation) {
-        await this.#dropFeatureGeneration(generation);
+        await this.#dropFeatureGeneration(generation).catch(() => {});
       }
     });
   }

@@ -13,10 +13,12 @@
  * **Generations.** Readers resolve each analysis name to its document's `generation` (`""` when
  * it has none: the rows written without a generation) and read only those rows; a feature
  * exists when it has a `features` row or a `feature_generations` row of a published generation.
- * `beginAnalysisRun`, `renewAnalysisRun`, `publishAnalysisRun` and `endAnalysisRun` each run in
- * one `BEGIN IMMEDIATE` transaction (the write lock is taken first, so two processes cannot both
- * see the analysis free), which also removes the rows of the generations the step makes
- * obsolete. `writeFeatures` under a generation checks, in the transaction of each batch, that
+ * `beginAnalysisRun`, `renewAnalysisRun`, `publishAnalysisRun` and `endAnalysisRun` each decide
+ * and write the analysis row in one `BEGIN IMMEDIATE` transaction (the write lock is taken
+ * first, so two processes cannot both see the analysis free); the rows of the generations the
+ * step makes obsolete are then removed in a transaction of their own, so that a disk too full
+ * for that removal still lets a run be ended or published (the rows, which no reader sees, go
+ * at the next begin or publish). `writeFeatures` under a generation checks, in the transaction of each batch, that
  * the generation is still registered: a run whose lease lapsed and whose rows a later run
  * removed cannot write again.
  *
@@ -602,15 +604,27 @@ export class SqliteFeatureStore implements FeatureStore {
   // --- Runs -----------------------------------------------------------------------------------
 
   /**
+   * Runs `fn` in a transaction of its own that only frees space (removes rows no reader sees):
+   * when it fails (a full disk, a lock held too long) the rows stay, invisible, and the next
+   * begin or publish of the analysis removes them.
+   */
+  #tidy(fn: () => void): void {
+    try {
+      this.#transaction(fn);
+    } catch { /* see above */ }
+  }
+
+  /**
    * Begins a run, in one `BEGIN IMMEDIATE` transaction: fails while another run's lease is
-   * live, else records the run, registers its generation and removes what earlier unpublished
-   * runs wrote.
+   * live, else records the run and registers its generation; then removes what earlier
+   * unpublished runs wrote.
    */
   beginAnalysisRun(doc: BeginDoc, lease: LeaseOptions): Promise<AnalysisRunInfo> {
     return this.#settle(() => {
       const key = checkKey(keyOf(doc));
       const run = newRun(lease);
       const now = lease.now ?? new Date();
+      let keep: string[] = [];
       this.#transaction(() => {
         const next = beginDoc(
           this.#analysisRow(key.sae_series, key.sae_name, key.name),
@@ -623,8 +637,9 @@ export class SqliteFeatureStore implements FeatureStore {
           `INSERT INTO generations (generation, sae_series, sae_name, analysis, created_at)
            VALUES (?, ?, ?, ?, ?)`,
         ).run(run.generation, key.sae_series, key.sae_name, key.name, now.toISOString());
-        this.#removeGenerations(key, [publishedGeneration(next), run.generation]);
+        keep = [publishedGeneration(next), run.generation];
       });
+      this.#tidy(() => this.#removeGenerations(key, keep));
       return run;
     });
   }
@@ -651,34 +666,43 @@ export class SqliteFeatureStore implements FeatureStore {
     });
   }
 
-  /** Publishes the run writing `generation` and removes every other generation's rows. */
+  /**
+   * Publishes the run writing `generation` by one write of the analysis row, then removes every
+   * other generation's rows.
+   */
   publishAnalysisRun(doc: PublishDoc, generation: string): Promise<void> {
     return this.#settle(() => {
       const key = checkKey(keyOf(doc));
       checkGeneration(generation);
-      this.#transaction(() => {
+      const switched = this.#transaction(() => {
         const next = publishDoc(
           this.#analysisRow(key.sae_series, key.sae_name, key.name),
           doc,
           generation,
         );
-        if (!next) return;
-        this.#putAnalysisRow(next);
-        this.#removeGenerations(key, [generation]);
+        if (next) this.#putAnalysisRow(next);
+        return next !== null;
       });
+      if (switched) this.#tidy(() => this.#removeGenerations(key, [generation]));
     });
   }
 
-  /** Ends the run writing `generation` without publishing and removes what it wrote. */
+  /**
+   * Ends the run writing `generation` without publishing (one write of the analysis row), then
+   * removes what it wrote.
+   */
   endAnalysisRun(key: AnalysisKey, generation: string, outcome: RunOutcome): Promise<void> {
     return this.#settle(() => {
       checkKey(key);
       checkGeneration(generation);
-      this.#transaction(() => {
+      const current = this.#transaction(() => {
         const current = this.#analysisRow(key.sae_series, key.sae_name, key.name);
         const next = endDoc(current, generation, outcome, new Date());
         if (next) this.#putAnalysisRow(next);
-        if (publishedGeneration(current) === generation) return;
+        return current;
+      });
+      if (publishedGeneration(current) === generation) return;
+      this.#tidy(() => {
         this.#stmt(
           `DELETE FROM feature_analyses WHERE sae_series = ? AND sae_name = ? AND analysis = ?
              AND generation = ?`,
