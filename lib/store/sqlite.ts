@@ -282,9 +282,11 @@ export class SqliteFeatureStore implements FeatureStore {
         Deno.mkdirSync(options.outputDir, { recursive: true });
       }
       db = new DatabaseSync(path);
+      // The busy timeout first: switching to WAL waits for a lock another process may hold
+      // (e.g. the checkpoint when it closes the file).
       db.exec(
-        "PRAGMA page_size = 32768; PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; " +
-          `PRAGMA busy_timeout = ${BUSY_TIMEOUT_MS};` +
+        `PRAGMA busy_timeout = ${BUSY_TIMEOUT_MS}; PRAGMA page_size = 32768; ` +
+          "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;" +
           (max === undefined ? "" : ` PRAGMA max_page_count = ${max};`),
       );
       prepareSchema(db);
