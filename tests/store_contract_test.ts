@@ -1039,8 +1039,72 @@ Deno.test({
         const s = parsed.analyses.alpha.samplings[0].samples[0];
         assert.deepEqual(Object.keys(s).slice(0, 3), ["tokens", "token_strings", "acts"]);
         assert.deepEqual(s.token_strings, s.tokens.map((id: number) => vocab[id] ?? null));
+
+        // The same feature published by runs: one analysis under each run's generation, the
+        // logits with the second, the interpretation written without one.
+        for (const store of [sqlite, mongo]) {
+          for (const [name, seed] of [["zeta", 1], ["alpha", 2]] as const) {
+            const doc = { ...runDoc("j", name), sae_series: "s" };
+            const run = await store.beginAnalysisRun(doc, {
+              owner: "host t pid 1",
+              leaseMs: 60_000,
+            });
+            const rec = record("s", "j", 5, { [name]: analysis(seed, 3 + seed, 2) });
+            await store.writeFeatures([seed === 2 ? { ...rec, logits: logitsOf(5) } : rec], {
+              generation: run.generation,
+            });
+            await store.publishAnalysisRun({ ...doc, finished_at: null }, run.generation);
+          }
+          await store.writeFeatures([{
+            ...record("s", "j", 5, {}),
+            interpretation: interpretation("y"),
+          }]);
+        }
+        const c = JSON.stringify(featureToJson((await sqlite.getFeature("s", "j", 5))!, vocab));
+        const d = JSON.stringify(featureToJson((await mongo.getFeature("s", "j", 5))!, vocab));
+        assert.equal(c, d);
+        assert.deepEqual(Object.keys(JSON.parse(c)), Object.keys(parsed));
+        assert.deepEqual(Object.keys(JSON.parse(c).analyses), ["alpha", "zeta"]);
       })
     );
+  },
+});
+
+const TWO_CLIENTS = "two MongoDB connections racing to begin: exactly one wins, every round";
+Deno.test({
+  name: TWO_CLIENTS,
+  ignore: mongoIgnored(TWO_CLIENTS),
+  fn: async (t) => {
+    await withMongo(t, async ({ uri, db, store: a }) => {
+      await using b = await MongoFeatureStore.open({ uri, db, timeoutMs: 10_000 });
+      for (let round = 0; round < 8; round++) {
+        const doc = runDoc(`race${round}`);
+        const results = await Promise.allSettled([
+          a.beginAnalysisRun(doc, { owner: "host a pid 1", leaseMs: 60_000 }),
+          b.beginAnalysisRun(doc, { owner: "host b pid 2", leaseMs: 60_000 }),
+        ]);
+        const won = results.filter((r) => r.status === "fulfilled");
+        assert.equal(won.length, 1, `round ${round}: ${JSON.stringify(results)}`);
+        const lost = results.find((r) => r.status === "rejected") as PromiseRejectedResult;
+        assert.ok(lost.reason instanceof AnalysisBusyError, String(lost.reason));
+      }
+      // Many heartbeats later (older log entries are removed as new ones come) both connections
+      // still read the latest lease, and it still refuses a second run.
+      const k = { sae_series: "r", sae_name: "race0", name: "default" };
+      const holder = (await a.getAnalysis("r", "race0", "default"))!.run!;
+      const store = holder.owner === "host a pid 1" ? a : b;
+      for (let i = 1; i <= 40; i++) {
+        await store.renewAnalysisRun(k, holder.generation, { leaseMs: 1000 * i });
+      }
+      for (const s of [a, b]) {
+        const run = (await s.getAnalysis("r", "race0", "default"))!.run!;
+        assert.equal(Date.parse(run.expires_at) - Date.parse(run.heartbeat_at), 40_000);
+      }
+      await assert.rejects(
+        () => b.beginAnalysisRun(runDoc("race0"), { owner: "host c pid 3", leaseMs: 60_000 }),
+        AnalysisBusyError,
+      );
+    });
   },
 });
 
