@@ -1311,7 +1311,7 @@ export class MongoFeatureStore implements FeatureStore {
     const pageSize = resolvePageSize(options);
     const analysis = options.analysis;
     const owner = { sae_series: series, sae_name: name };
-    const what = "reading features of " + `${series}/${name}`;
+    const what = `reading features of ${series}/${name}`;
     let published: Published | undefined;
     /** The generations read: every published one, or the analysis' own. */
     const generationsRead = (p: Published) =>
