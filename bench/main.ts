@@ -10,6 +10,7 @@ import { analyzerBench } from "./analyzer.ts";
 import { analyzeBench } from "./analyze.ts";
 import { saeEncodeBench } from "./sae_encode.ts";
 import { viewerBench } from "./viewer.ts";
+import { storeRerunBench } from "./store_rerun.ts";
 
 /** Benchmarks by name. Each module is imported statically so that the program stays compile-ready. */
 const benches: Record<string, Bench> = {
@@ -19,6 +20,7 @@ const benches: Record<string, Bench> = {
   analyze: analyzeBench,
   dla: dlaBench,
   viewer: viewerBench,
+  store_rerun: storeRerunBench,
 };
 
 const names = Deno.args.length > 0 ? Deno.args : Object.keys(benches);

@@ -173,3 +173,112 @@ export function requireChromium(): string {
   }
   return path;
 }
+
+/** A free TCP port on 127.0.0.1 (free when asked; another process may take it later). */
+export function freePort(): number {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (listener.addr as Deno.NetAddr).port;
+  listener.close();
+  return port;
+}
+
+/** A MongoDB-compatible server this test started (and must stop). */
+export interface OwnServer {
+  /** `mongodb://127.0.0.1:<port>/`. */
+  uri: string;
+  port: number;
+  /** `ferretdb` or `mongod`. */
+  kind: string;
+  /** Kills it with SIGKILL and waits for it to exit. */
+  kill(): Promise<void>;
+  /** Stops it (if still running) and removes its data. Idempotent. */
+  stop(): Promise<void>;
+}
+
+/**
+ * The binary of a MongoDB-compatible server to start: `FERRETDB_BIN`, else
+ * `$SAEFLOW_TOOLS/bin/ferretdb` (default `~/.cache/saeflow-tools`, where CI builds it), else
+ * `mongod` on the PATH; undefined when there is none.
+ */
+export function serverBinary(): { kind: "ferretdb" | "mongod"; path: string } | undefined {
+  const tools = Deno.env.get("SAEFLOW_TOOLS") ?? `${Deno.env.get("HOME")}/.cache/saeflow-tools`;
+  for (const path of [Deno.env.get("FERRETDB_BIN"), `${tools}/bin/ferretdb`]) {
+    if (path && isFile(path)) return { kind: "ferretdb", path };
+  }
+  for (const dir of (Deno.env.get("PATH") ?? "").split(":")) {
+    if (dir && isFile(`${dir}/mongod`)) return { kind: "mongod", path: `${dir}/mongod` };
+  }
+  return undefined;
+}
+
+function isFile(path: string): boolean {
+  try {
+    return Deno.statSync(path).isFile;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Starts a MongoDB-compatible server of its own (FerretDB with the SQLite backend, or mongod) on
+ * a free port, with its data in a temporary folder, and waits until it accepts connections.
+ *
+ * @throws {Error} When there is no server binary or it does not start within 30 s.
+ */
+export async function startOwnServer(): Promise<OwnServer> {
+  const binary = serverBinary();
+  if (!binary) throw new Error("No FerretDB or mongod binary to start a server of the test's own");
+  const port = freePort();
+  const dir = await Deno.makeTempDir({ prefix: "saeflow_server_" });
+  await Deno.mkdir(`${dir}/sqlite`);
+  await Deno.mkdir(`${dir}/state`);
+  const args = binary.kind === "ferretdb"
+    ? [
+      "--handler=sqlite",
+      `--sqlite-url=file:${dir}/sqlite/`,
+      `--listen-addr=127.0.0.1:${port}`,
+      "--debug-addr=127.0.0.1:0",
+      `--state-dir=${dir}/state`,
+      "--telemetry=disable",
+      "--log-level=error",
+    ]
+    : ["--dbpath", `${dir}/sqlite`, "--bind_ip", "127.0.0.1", "--port", String(port), "--quiet"];
+  const child = new Deno.Command(binary.path, { args, stdout: "null", stderr: "null" }).spawn();
+  let exited = false;
+  const status = child.status.then((s) => {
+    exited = true;
+    return s;
+  });
+  const stop = async () => {
+    if (!exited) {
+      try {
+        child.kill("SIGKILL");
+      } catch { /* exited meanwhile */ }
+    }
+    await status;
+    await Deno.remove(dir, { recursive: true }).catch(() => {});
+  };
+  const deadline = Date.now() + 30_000;
+  for (;;) {
+    try {
+      (await Deno.connect({ hostname: "127.0.0.1", port })).close();
+      break;
+    } catch {
+      if (exited || Date.now() > deadline) {
+        await stop();
+        throw new Error(`The ${binary.kind} server of the test did not start on port ${port}`);
+      }
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+  return {
+    uri: `mongodb://127.0.0.1:${port}/`,
+    port,
+    kind: binary.kind,
+    kill: async () => {
+      if (!exited) child.kill("SIGKILL");
+      await status;
+    },
+    stop,
+  };
+}

@@ -4,10 +4,11 @@
  */
 
 import assert from "node:assert/strict";
-import { ConfigError, StoreUnavailableError } from "../lib/errors.ts";
+import { AnalysisBusyError, ConfigError, StoreUnavailableError } from "../lib/errors.ts";
 import { mulberry32 as rng } from "../lib/_random.ts";
 import {
   type AnalysisDoc,
+  type AnalysisRunInfo,
   type FeatureStore,
   featureToJson,
   MongoFeatureStore,
@@ -17,6 +18,7 @@ import {
   STATE_CHUNK_BYTES,
 } from "../lib/store/mod.ts";
 import type { FeatureAnalysis, FeatureRecord, Interpretation, Sample } from "../lib/types.ts";
+import type { BeginDoc } from "../lib/store/_runs.ts";
 import { mongoIgnored, withMongo, withTempDir } from "./_utils.ts";
 
 // --- Deterministic, realistic records -------------------------------------------------------
@@ -133,10 +135,15 @@ function bytesOf(a: ArrayBufferView): number[] {
 
 // --- The contract ---------------------------------------------------------------------------
 
-type StoreFactory = () => Promise<{ store: FeatureStore; cleanup: () => Promise<void> }>;
+/** How many features of an analysis each generation holds in storage (`storedGenerations`). */
+type Stored = (series: string, sae: string, analysis: string) => Promise<Record<string, number>>;
 
-async function contract(t: Deno.TestContext, factory: StoreFactory) {
-  const { store, cleanup } = await factory();
+type StoreFactory = () => Promise<
+  { store: FeatureStore; stored: Stored; cleanup: () => Promise<void> }
+>;
+
+async function contract(label: string, t: Deno.TestContext, factory: StoreFactory) {
+  const { store, stored, cleanup } = await factory();
   try {
     await t.step("re-writing an analysis replaces its values and never duplicates", async () => {
       const first = [0, 1, 2, 3, 4].map((i) =>
@@ -518,6 +525,8 @@ async function contract(t: Deno.TestContext, factory: StoreFactory) {
       await store.removeAnalyzerStates("s", "fail", "default");
     });
 
+    await runsContract(t, store, stored);
+
     await t.step("a bulk write of 10000 realistic features is fully readable", async () => {
       const n = 10_000;
       const records = Array.from(
@@ -540,13 +549,432 @@ async function contract(t: Deno.TestContext, factory: StoreFactory) {
   }
 }
 
+// --- Runs and generations -------------------------------------------------------------------
+
+const T0 = new Date("2030-01-01T00:00:00.000Z");
+const at = (ms: number) => new Date(T0.getTime() + ms);
+
+function runDoc(sae: string, name = "default"): BeginDoc {
+  return {
+    sae_series: "r",
+    sae_name: sae,
+    name,
+    settings: { total_analyzing_tokens: 1000 },
+    n_analyzed_tokens: 0,
+    started_at: T0.toISOString(),
+    timings: {},
+  };
+}
+
+function doneDoc(
+  sae: string,
+  name = "default",
+): Omit<AnalysisDoc, "status" | "generation" | "run"> {
+  return {
+    ...runDoc(sae, name),
+    n_analyzed_tokens: 1000,
+    finished_at: at(60_000).toISOString(),
+    timings: { total: 60 },
+  };
+}
+
+/** Records of SAE `r/<sae>` for `indices`, values seeded by `seed`, with logits when asked. */
+function runRecords(
+  sae: string,
+  indices: number[],
+  seed: number,
+  options: { name?: string; logits?: boolean } = {},
+): FeatureRecord[] {
+  return indices.map((i) => {
+    const r = record("r", sae, i, {
+      [options.name ?? "default"]: analysis(seed * 1000 + i, 1 + i, 1 + seed + i / 10),
+    });
+    return options.logits ? { ...r, logits: logitsOf(seed * 1000 + i) } : r;
+  });
+}
+
+/** Everything the four readers show of one analysis of SAE `r/<sae>`. */
+async function visible(store: FeatureStore, sae: string, name = "default") {
+  const filter = { series: "r", name: sae, analysis: name };
+  return {
+    count: await store.countFeatures(filter),
+    listed: (await store.listFeatures({ ...filter, sort: "act_times" })).map((f) => f.index),
+    read: await readAll(store.readFeatures("r", sae, { analysis: name })),
+    all: await readAll(store.readFeatures("r", sae)),
+    picked: await readAll(store.readFeatures("r", sae, { indices: [0, 1, 2, 3, 7] })),
+    first: await store.getFeature("r", sae, 0),
+  };
+}
+
+const NOTHING = { count: 0, listed: [], read: [], all: [], picked: [], first: null };
+
+async function busy(promise: Promise<unknown>, ...parts: string[]): Promise<void> {
+  await assert.rejects(promise, (e) => {
+    assert.ok(e instanceof AnalysisBusyError, `expected AnalysisBusyError, got ${e}`);
+    for (const part of parts) assert.ok(e.message.includes(part), `"${part}" in: ${e.message}`);
+    return true;
+  });
+}
+
+async function runsContract(t: Deno.TestContext, store: FeatureStore, stored: Stored) {
+  const key = { sae_series: "r", sae_name: "gen", name: "default" };
+  const lease = (owner: string, ms = 0) => ({ owner, leaseMs: 60_000, now: at(ms) });
+  let first: AnalysisRunInfo;
+
+  await t.step(
+    "a run's generation is invisible to every reader until it is published",
+    async () => {
+      first = await store.beginAnalysisRun(runDoc("gen"), lease("host a pid 1"));
+      assert.equal(first.status, "running");
+      assert.equal(first.owner, "host a pid 1");
+      assert.equal(first.started_at, T0.toISOString());
+      assert.equal(first.expires_at, at(60_000).toISOString());
+      const written = runRecords("gen", [0, 1, 2, 3], 1, { logits: true });
+      await store.writeFeatures(written, { generation: first.generation });
+      assert.deepEqual(await visible(store, "gen"), NOTHING);
+      const running = await store.getAnalysis("r", "gen", "default");
+      assert.equal(running?.status, "running");
+      assert.equal(running?.generation, undefined);
+      assert.deepEqual(running?.run, first);
+      assert.deepEqual(await stored("r", "gen", "default"), { [first.generation]: 4 });
+
+      await store.publishAnalysisRun(doneDoc("gen"), first.generation);
+      const published = await store.getAnalysis("r", "gen", "default");
+      assert.deepEqual(published, {
+        ...doneDoc("gen"),
+        status: "complete",
+        generation: first.generation,
+      });
+      const seen = await visible(store, "gen");
+      assert.equal(seen.count, 4);
+      assert.deepEqual(seen.listed, [3, 2, 1, 0]);
+      assert.deepEqual(seen.read, written);
+      assert.deepEqual(seen.all, written);
+      assert.deepEqual(seen.picked, written);
+      assert.deepEqual(seen.first, written[0]);
+    },
+  );
+
+  await t.step(
+    "a rerun keeps the previous result visible until it publishes, then replaces it",
+    async () => {
+      const before = await visible(store, "gen");
+      const second = await store.beginAnalysisRun(runDoc("gen"), lease("host a pid 2", 1000));
+      assert.notEqual(second.generation, first.generation);
+      // A published analysis stays complete while the rerun holds it.
+      const held = await store.getAnalysis("r", "gen", "default");
+      assert.equal(held?.status, "complete");
+      assert.equal(held?.generation, first.generation);
+      assert.deepEqual(held?.run, second);
+      const rewritten = runRecords("gen", [0, 1, 7], 2, { logits: true });
+      await store.writeFeatures(rewritten, { generation: second.generation });
+      assert.deepEqual(await visible(store, "gen"), before);
+
+      await store.publishAnalysisRun(doneDoc("gen"), second.generation);
+      const seen = await visible(store, "gen");
+      assert.equal(seen.count, 3);
+      assert.deepEqual(seen.read, rewritten);
+      assert.deepEqual(seen.all, rewritten);
+      assert.deepEqual(seen.picked, rewritten);
+      assert.deepEqual(seen.first, rewritten[0]);
+      assert.equal(
+        await store.getFeature("r", "gen", 3),
+        null,
+        "feature 3 was only in the old run",
+      );
+      // The old generation is gone from storage, and cannot be written again.
+      assert.deepEqual(await stored("r", "gen", "default"), { [second.generation]: 3 });
+      await busy(
+        store.writeFeatures(runRecords("gen", [5], 9), { generation: first.generation }),
+        first.generation,
+      );
+      first = second;
+    },
+  );
+
+  await t.step(
+    "a failed or interrupted run removes what it wrote, the published result stays",
+    async () => {
+      const before = await visible(store, "gen");
+      const failing = await store.beginAnalysisRun(runDoc("gen"), lease("host a pid 3", 2000));
+      await store.writeFeatures(runRecords("gen", [0, 1, 2, 3, 4], 3, { logits: true }), {
+        generation: failing.generation,
+      });
+      await store.endAnalysisRun(key, failing.generation, {
+        status: "failed",
+        error: "No space left on device",
+      });
+      assert.deepEqual(await visible(store, "gen"), before);
+      const doc = await store.getAnalysis("r", "gen", "default");
+      assert.equal(doc?.status, "complete");
+      assert.equal(doc?.generation, first.generation);
+      assert.deepEqual(doc?.run, {
+        ...failing,
+        status: "failed",
+        error: "No space left on device",
+      });
+      assert.deepEqual(await stored("r", "gen", "default"), { [first.generation]: 3 });
+      // Ending it again, or a renew or publish after the end, changes nothing.
+      await store.endAnalysisRun(key, failing.generation, { status: "interrupted" });
+      await busy(
+        store.renewAnalysisRun(key, failing.generation, { leaseMs: 1000 }),
+        "already ended",
+      );
+      await busy(store.publishAnalysisRun(doneDoc("gen"), failing.generation));
+      assert.deepEqual(await store.getAnalysis("r", "gen", "default"), doc);
+
+      // With nothing published, the analysis takes the outcome as its status.
+      const fresh = await store.beginAnalysisRun(runDoc("fresh"), lease("host a pid 4"));
+      await store.writeFeatures(runRecords("fresh", [0, 1], 4), { generation: fresh.generation });
+      await store.endAnalysisRun(
+        { ...key, sae_name: "fresh" },
+        fresh.generation,
+        { status: "interrupted", error: "stopped by SIGINT" },
+      );
+      const ended = await store.getAnalysis("r", "fresh", "default");
+      assert.equal(ended?.status, "interrupted");
+      assert.equal(ended?.error, "stopped by SIGINT");
+      assert.equal(ended?.generation, undefined);
+      assert.equal(ended?.run?.status, "interrupted");
+      assert.equal(typeof ended?.finished_at, "string");
+      assert.deepEqual(await visible(store, "fresh"), NOTHING);
+      assert.deepEqual(await stored("r", "fresh", "default"), {});
+    },
+  );
+
+  await t.step("a begin removes what an earlier run left when it was killed", async () => {
+    const killed = await store.beginAnalysisRun(runDoc("gen"), lease("host a pid 5", 3000));
+    await store.writeFeatures(runRecords("gen", [0, 1], 5), { generation: killed.generation });
+    // No end: the process died. Its lease lapses; the next run begins and cleans up.
+    const next = await store.beginAnalysisRun(runDoc("gen"), lease("host b pid 6", 3000 + 61_000));
+    assert.deepEqual(await stored("r", "gen", "default"), { [first.generation]: 3 });
+    await store.endAnalysisRun(key, next.generation, { status: "interrupted" });
+  });
+
+  await t.step(
+    "a live lease refuses a second run, naming its owner, start and expiry",
+    async () => {
+      const holder = await store.beginAnalysisRun(runDoc("lease"), lease("host a pid 7", 0));
+      await busy(
+        store.beginAnalysisRun(runDoc("lease"), lease("host b pid 8", 59_000)),
+        'analysis "default" of r/lease',
+        "host a pid 7",
+        `since ${T0.toISOString()}`,
+        at(60_000).toISOString(),
+      );
+      // A heartbeat moves the expiry: at 59 s, for another minute.
+      await store.renewAnalysisRun(
+        { ...key, sae_name: "lease" },
+        holder.generation,
+        { leaseMs: 60_000, now: at(59_000) },
+      );
+      await busy(
+        store.beginAnalysisRun(runDoc("lease"), lease("host b pid 8", 100_000)),
+        at(119_000).toISOString(),
+      );
+      const doc = await store.getAnalysis("r", "lease", "default");
+      assert.equal(doc?.run?.heartbeat_at, at(59_000).toISOString());
+      assert.equal(doc?.run?.expires_at, at(119_000).toISOString());
+    },
+  );
+
+  await t.step(
+    "an expired lease lets a new run begin; the old run can neither renew nor publish",
+    async () => {
+      const k = { ...key, sae_name: "lease" };
+      const old = (await store.getAnalysis("r", "lease", "default"))!.run!;
+      const taker = await store.beginAnalysisRun(runDoc("lease"), lease("host b pid 9", 120_000));
+      assert.deepEqual((await store.getAnalysis("r", "lease", "default"))?.run, taker);
+      await busy(
+        store.renewAnalysisRun(k, old.generation, { leaseMs: 60_000, now: at(120_500) }),
+        `renew the lease of generation ${old.generation}`,
+        "host b pid 9",
+      );
+      await busy(store.publishAnalysisRun(doneDoc("lease"), old.generation), "host b pid 9");
+      await busy(
+        store.writeFeatures(runRecords("lease", [0], 6), { generation: old.generation }),
+        old.generation,
+      );
+      await store.writeFeatures(runRecords("lease", [0], 7), { generation: taker.generation });
+      await store.publishAnalysisRun(doneDoc("lease"), taker.generation);
+      // A renew that arrives after the publish does nothing.
+      await store.renewAnalysisRun(k, taker.generation, { leaseMs: 60_000 });
+      const doc = await store.getAnalysis("r", "lease", "default");
+      assert.equal(doc?.generation, taker.generation);
+      assert.equal(doc?.run, undefined);
+      assert.deepEqual((await visible(store, "lease")).read, runRecords("lease", [0], 7));
+    },
+  );
+
+  await t.step("of two concurrent begins exactly one wins", async () => {
+    for (let round = 0; round < 5; round++) {
+      const sae = `race${round}`;
+      const results = await Promise.allSettled([
+        store.beginAnalysisRun(runDoc(sae), { owner: "host a pid 10", leaseMs: 60_000 }),
+        store.beginAnalysisRun(runDoc(sae), { owner: "host b pid 11", leaseMs: 60_000 }),
+      ]);
+      const won = results.filter((r) => r.status === "fulfilled");
+      const lost = results.filter((r) => r.status === "rejected");
+      assert.equal(won.length, 1, `round ${round}: ${JSON.stringify(results)}`);
+      assert.ok((lost[0] as PromiseRejectedResult).reason instanceof AnalysisBusyError);
+      const winner = (won[0] as PromiseFulfilledResult<AnalysisRunInfo>).value;
+      assert.deepEqual((await store.getAnalysis("r", sae, "default"))?.run, winner);
+    }
+  });
+
+  await t.step(
+    "a stream that outlives a publish errors instead of mixing generations",
+    async () => {
+      const k = { ...key, sae_name: "mix" };
+      const a = await store.beginAnalysisRun(runDoc("mix"), lease("host a pid 12"));
+      await store.writeFeatures(runRecords("mix", [0, 1, 2, 3], 1), { generation: a.generation });
+      await store.publishAnalysisRun(doneDoc("mix"), a.generation);
+      const reader = store.readFeatures("r", "mix", { analysis: "default", pageSize: 1 })
+        .getReader();
+      assert.equal((await reader.read()).value?.index, 0);
+      const b = await store.beginAnalysisRun(runDoc("mix"), lease("host a pid 12", 1000));
+      await store.writeFeatures(runRecords("mix", [0, 1, 2, 3], 2), { generation: b.generation });
+      await store.publishAnalysisRun(doneDoc("mix"), b.generation);
+      await assert.rejects(
+        async () => {
+          for (;;) {
+            const { value, done } = await reader.read();
+            if (done) break;
+            // Whatever is delivered before the error comes from the first generation.
+            assert.deepEqual(value, runRecords("mix", [value.index], 1)[0]);
+          }
+        },
+        (e) =>
+          e instanceof Error &&
+          e.message.includes('analysis "default" of r/mix was published anew while they were read'),
+      );
+      await store.endAnalysisRun(k, b.generation, { status: "failed" }); // a no-op: b published
+      assert.equal((await store.getAnalysis("r", "mix", "default"))?.generation, b.generation);
+    },
+  );
+
+  await t.step(
+    "logits written by a run become the feature's when it publishes; interpretations at once",
+    async () => {
+      const k = { ...key, sae_name: "logits" };
+      await store.writeFeatures([{ ...record("r", "logits", 0, {}), logits: logitsOf(1) }]);
+      const run = await store.beginAnalysisRun(runDoc("logits"), lease("host a pid 13"));
+      await store.writeFeatures([
+        {
+          ...runRecords("logits", [0], 1)[0]!,
+          logits: logitsOf(2),
+          interpretation: interpretation("x"),
+        },
+      ], { generation: run.generation });
+      const during = await store.getFeature("r", "logits", 0);
+      assert.deepEqual(during?.logits, logitsOf(1));
+      assert.deepEqual(during?.interpretation, interpretation("x"));
+      assert.deepEqual(during?.analyses, {});
+      await store.publishAnalysisRun(doneDoc("logits"), run.generation);
+      const after = await store.getFeature("r", "logits", 0);
+      assert.deepEqual(after?.logits, logitsOf(2));
+      assert.deepEqual(after?.interpretation, interpretation("x"));
+      assert.deepEqual(
+        (await store.listFeatures({ series: "r", name: "logits" }))[0]?.interpretation_text,
+        "x",
+      );
+      assert.deepEqual(
+        (await readAll(store.readFeatures("r", "logits", { analysis: "default" })))[0],
+        after,
+      );
+      // Logits written later without a generation (a DLA run) are the latest: they win.
+      await new Promise((r) => setTimeout(r, 2));
+      await store.writeFeatures([{ ...record("r", "logits", 0, {}), logits: logitsOf(3) }]);
+      assert.deepEqual((await store.getFeature("r", "logits", 0))?.logits, logitsOf(3));
+      await store.removeAnalysis("r", "logits", "default");
+      assert.deepEqual((await store.getFeature("r", "logits", 0))?.logits, logitsOf(3));
+      assert.ok(k);
+    },
+  );
+
+  await t.step(
+    "features written without a generation stay visible until a run publishes",
+    async () => {
+      const old = runRecords("legacy", [0, 1, 2], 1);
+      await store.writeFeatures(old);
+      assert.deepEqual((await visible(store, "legacy")).read, old);
+      const run = await store.beginAnalysisRun(runDoc("legacy"), lease("host a pid 14"));
+      await store.writeFeatures(runRecords("legacy", [0, 1], 2), { generation: run.generation });
+      assert.deepEqual((await visible(store, "legacy")).read, old);
+      await store.publishAnalysisRun(doneDoc("legacy"), run.generation);
+      assert.deepEqual(
+        (await visible(store, "legacy")).all,
+        runRecords("legacy", [0, 1], 2).concat(
+          [record("r", "legacy", 2, {})],
+        ),
+      );
+      assert.deepEqual(await stored("r", "legacy", "default"), { [run.generation]: 2 });
+    },
+  );
+
+  await t.step("removeAnalysis() and removeSae() remove every generation", async () => {
+    const k = { ...key, sae_name: "rm" };
+    const a = await store.beginAnalysisRun(runDoc("rm"), lease("host a pid 15"));
+    await store.writeFeatures(runRecords("rm", [0, 1, 2], 1, { logits: true }), {
+      generation: a.generation,
+    });
+    await store.publishAnalysisRun(doneDoc("rm"), a.generation);
+    const b = await store.beginAnalysisRun(runDoc("rm"), lease("host a pid 15", 1000));
+    await store.writeFeatures(runRecords("rm", [0, 1], 2), { generation: b.generation });
+    await store.writeFeatures(runRecords("rm", [5], 3, { name: "other" }));
+    assert.deepEqual(await store.removeAnalysis("r", "rm", "default"), {
+      analysis: true,
+      features: 3,
+    });
+    assert.deepEqual(await stored("r", "rm", "default"), {});
+    assert.equal(await store.getAnalysis("r", "rm", "default"), null);
+    await busy(store.writeFeatures(runRecords("rm", [0], 4), { generation: b.generation }));
+    await busy(store.renewAnalysisRun(k, b.generation, { leaseMs: 1000 }), "it was removed");
+    assert.deepEqual(await store.getFeature("r", "rm", 0), null);
+    assert.equal((await store.getFeature("r", "rm", 5))?.index, 5);
+
+    const c = await store.beginAnalysisRun(runDoc("rm"), lease("host a pid 16"));
+    await store.writeFeatures(runRecords("rm", [0, 1, 2, 3], 5), { generation: c.generation });
+    await store.publishAnalysisRun(doneDoc("rm"), c.generation);
+    const d = await store.beginAnalysisRun(runDoc("rm", "third"), lease("host a pid 16"));
+    await store.writeFeatures(runRecords("rm", [9], 6, { name: "third" }), {
+      generation: d.generation,
+    });
+    assert.deepEqual(await store.removeSae("r", "rm"), { sae: false, analyses: 2, features: 6 });
+    assert.deepEqual(await stored("r", "rm", "default"), {});
+    assert.deepEqual(await stored("r", "rm", "third"), {});
+    assert.deepEqual(await visible(store, "rm"), NOTHING);
+  });
+
+  await t.step("bad run arguments are refused with a clear error", async () => {
+    await assert.rejects(
+      () => store.writeFeatures([], { generation: "a/b" }),
+      (e) => e instanceof RangeError && e.message.startsWith('Invalid generation "a/b": '),
+    );
+    await assert.rejects(
+      () => store.beginAnalysisRun(runDoc("bad"), { owner: "", leaseMs: 1000 }),
+      (e) => e instanceof TypeError && e.message.includes("lease.owner"),
+    );
+    await assert.rejects(
+      () => store.beginAnalysisRun(runDoc("bad"), { owner: "x", leaseMs: 0 }),
+      (e) =>
+        e instanceof RangeError && e.message === "Invalid lease 0 ms: expected a positive number",
+    );
+    await busy(store.publishAnalysisRun(doneDoc("bad"), "nope"), "it was removed");
+  });
+}
+
 Deno.test("the SQLite store keeps the FeatureStore contract", async (t) => {
   await withTempDir(async (dir) => {
-    await contract(t, async () => {
+    await contract("sqlite", t, async () => {
       const store = await openStore({ outputDir: `${dir}/out` });
       assert.ok(store instanceof SqliteFeatureStore);
       assert.equal(store.location, `${dir}/out/saeflow.sqlite`);
-      return { store, cleanup: () => store.close() };
+      return {
+        store,
+        stored: (series, sae, analysis) => store.storedGenerations(series, sae, analysis),
+        cleanup: () => store.close(),
+      };
     });
   });
 });
@@ -557,7 +985,16 @@ Deno.test({
   ignore: mongoIgnored(MONGO_CONTRACT),
   fn: async (t) => {
     await withMongo(t, async ({ store }) => {
-      await contract(t, () => Promise.resolve({ store, cleanup: () => Promise.resolve() }));
+      await contract(
+        "mongodb",
+        t,
+        () =>
+          Promise.resolve({
+            store,
+            stored: (series, sae, analysis) => store.storedGenerations(series, sae, analysis),
+            cleanup: () => Promise.resolve(),
+          }),
+      );
     });
   },
 });
@@ -599,8 +1036,72 @@ Deno.test({
         const s = parsed.analyses.alpha.samplings[0].samples[0];
         assert.deepEqual(Object.keys(s).slice(0, 3), ["tokens", "token_strings", "acts"]);
         assert.deepEqual(s.token_strings, s.tokens.map((id: number) => vocab[id] ?? null));
+
+        // The same feature published by runs: one analysis under each run's generation, the
+        // logits with the second, the interpretation written without one.
+        for (const store of [sqlite, mongo]) {
+          for (const [name, seed] of [["zeta", 1], ["alpha", 2]] as const) {
+            const doc = { ...runDoc("j", name), sae_series: "s" };
+            const run = await store.beginAnalysisRun(doc, {
+              owner: "host t pid 1",
+              leaseMs: 60_000,
+            });
+            const rec = record("s", "j", 5, { [name]: analysis(seed, 3 + seed, 2) });
+            await store.writeFeatures([seed === 2 ? { ...rec, logits: logitsOf(5) } : rec], {
+              generation: run.generation,
+            });
+            await store.publishAnalysisRun({ ...doc, finished_at: null }, run.generation);
+          }
+          await store.writeFeatures([{
+            ...record("s", "j", 5, {}),
+            interpretation: interpretation("y"),
+          }]);
+        }
+        const c = JSON.stringify(featureToJson((await sqlite.getFeature("s", "j", 5))!, vocab));
+        const d = JSON.stringify(featureToJson((await mongo.getFeature("s", "j", 5))!, vocab));
+        assert.equal(c, d);
+        assert.deepEqual(Object.keys(JSON.parse(c)), Object.keys(parsed));
+        assert.deepEqual(Object.keys(JSON.parse(c).analyses), ["alpha", "zeta"]);
       })
     );
+  },
+});
+
+const TWO_CLIENTS = "two MongoDB connections racing to begin: exactly one wins, every round";
+Deno.test({
+  name: TWO_CLIENTS,
+  ignore: mongoIgnored(TWO_CLIENTS),
+  fn: async (t) => {
+    await withMongo(t, async ({ uri, db, store: a }) => {
+      await using b = await MongoFeatureStore.open({ uri, db, timeoutMs: 10_000 });
+      for (let round = 0; round < 8; round++) {
+        const doc = runDoc(`race${round}`);
+        const results = await Promise.allSettled([
+          a.beginAnalysisRun(doc, { owner: "host a pid 1", leaseMs: 60_000 }),
+          b.beginAnalysisRun(doc, { owner: "host b pid 2", leaseMs: 60_000 }),
+        ]);
+        const won = results.filter((r) => r.status === "fulfilled");
+        assert.equal(won.length, 1, `round ${round}: ${JSON.stringify(results)}`);
+        const lost = results.find((r) => r.status === "rejected") as PromiseRejectedResult;
+        assert.ok(lost.reason instanceof AnalysisBusyError, String(lost.reason));
+      }
+      // Many heartbeats later (older log entries are removed as new ones come) both connections
+      // still read the latest lease, and it still refuses a second run.
+      const k = { sae_series: "r", sae_name: "race0", name: "default" };
+      const holder = (await a.getAnalysis("r", "race0", "default"))!.run!;
+      const store = holder.owner === "host a pid 1" ? a : b;
+      for (let i = 1; i <= 40; i++) {
+        await store.renewAnalysisRun(k, holder.generation, { leaseMs: 1000 * i });
+      }
+      for (const s of [a, b]) {
+        const run = (await s.getAnalysis("r", "race0", "default"))!.run!;
+        assert.equal(Date.parse(run.expires_at) - Date.parse(run.heartbeat_at), 40_000);
+      }
+      await assert.rejects(
+        () => b.beginAnalysisRun(runDoc("race0"), { owner: "host c pid 3", leaseMs: 60_000 }),
+        AnalysisBusyError,
+      );
+    });
   },
 });
 

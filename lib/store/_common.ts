@@ -186,3 +186,21 @@ export function makeRecord(
   }
   return record as unknown as FeatureRecord;
 }
+
+/**
+ * The value written last among `candidates` (each with the time it was written, in ms; 0 when
+ * unknown), ignoring absent values; on a tie the later candidate wins. Null when none has one.
+ */
+export function newest<T>(
+  candidates: readonly { value: T | null | undefined; at: number }[],
+): T | null {
+  let best: T | null = null;
+  let bestAt = -Infinity;
+  for (const c of candidates) {
+    if (c.value !== null && c.value !== undefined && c.at >= bestAt) {
+      best = c.value;
+      bestAt = c.at;
+    }
+  }
+  return best;
+}

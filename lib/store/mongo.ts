@@ -1,20 +1,62 @@
 /**
  * The server store: MongoDB through `npm:mongodb` (the only module of saeflow that imports it).
  *
- * Collections `saes`, `models`, `datasets`, `analyses` and `features`, the last with one document
- * per `(sae_series, sae_name, index)` (unique index) in the shape of DESIGN.md. Typed arrays are
- * BSON Binary (little-endian bytes, subtype = dtype tag, see `_codec.ts`), never arrays of
- * numbers. Numbers FerretDB refuses (NaN, ±Infinity) and `-0` are kept as 8-byte binary
- * scalars; object keys are escaped (`.` → `%2E`, a leading `$` → `%24`, `%` → `%25`).
+ * Collections `saes`, `models`, `datasets` (one document each), and for features:
+ * - `features`: one document per `(sae_series, sae_name, index)` (unique index) in the shape of
+ *   DESIGN.md, holding what was written **without a generation**: `logits` (with `logits_at`,
+ *   when they were written), `interpretation`, and `analyses.<name>` written the way saeflow
+ *   wrote every analysis before generations existed (so stores made by older versions read as
+ *   they did).
+ * - `features_gen.<generation>`: one collection per generation begun by `beginAnalysisRun`,
+ *   with documents of the same shape (same `_id`), holding what was written under it (the
+ *   analysis and any logits). **This departs from DESIGN.md's "analyses inside the feature
+ *   document"**: `show feature --json` prints the same document, assembled from the feature
+ *   document and the published generations.
+ * - `generations`: which analysis each begun generation belongs to (`_id` = the generation).
+ * - `analyses` and `analysis_log`: the analysis documents, see below.
+ *
+ * Why a collection per generation: on FerretDB 1.x (SQLite backend) only inserts, lookups by
+ * `_id` and dropping a collection are fast; an update or a delete of an existing document costs
+ * time in proportion to the whole collection (measured on FerretDB 1.24: 100–200 ms per
+ * `updateOne` by `_id` in collections of 4,096 documents of 15 KB or 8,192 of 2.5 KB;
+ * re-running 1,024 realistic features by `$set` took 370 s against 4 s for their first write;
+ * an `updateMany` removing one analysis from 8,192 feature documents had not finished after 15
+ * minutes). A rerun under a fresh generation is pure inserts into an empty collection, as fast
+ * as the first run, and removing an old generation is one `drop`. The first publish over an
+ * analysis written by an older saeflow removes it from the feature documents with one
+ * `updateMany` (fast on MongoDB; on FerretDB it can outlast the socket timeout, and then the
+ * hidden data simply stays).
+ *
+ * **Readers** resolve each analysis name to the `generation` of its analysis document (`""`,
+ * the `features` collection, when it has none) and read only there. A feature exists when it has
+ * a `features` document or one in a published generation; its logits are the latest written
+ * (`logits_at`) of the feature document's and those of the published generations of the
+ * analyses read.
+ *
+ * **Analysis documents and runs.** FerretDB 1.x applies a conditional update by reading the
+ * matching documents and then writing them back, so two of them can both succeed; an insert with
+ * an `_id` that exists always fails. So every change of an analysis document is an insert into
+ * `analysis_log` with `_id` = `["<series>","<sae>","<name>",<seq>]`, seq one more than the
+ * latest: of two concurrent changes made from the same state exactly one is stored, and the
+ * other is re-decided from the new state (a second `beginAnalysisRun` then sees the first one's
+ * live lease). The log entry is the switch readers see; `analyses` keeps a copy of the latest
+ * document (with `lease_seq`, replaced only by a later seq) from which readers follow the log.
+ * The oldest entries are removed as new ones are written.
  *
  * Feature writes, in batches of {@linkcode WRITE_BATCH} records: an unordered `insertMany` of
- * whole documents with `_id` = `["<series>","<name>",<index>]` (the fast path of a first run),
- * then, for the features that already existed (duplicate key), ordered bulk `updateOne`s with
- * upsert that `$set` `analyses.<name>`, `logits` and `interpretation` — so re-running replaces
- * and never duplicates. Feature lookups go by `(sae_series, sae_name, index)`, except on FerretDB
+ * whole documents with `_id` = `["<series>","<name>",<index>]` (the fast path of a first run and
+ * of every run under a generation), then, for the features that already existed (duplicate key),
+ * ordered bulk `updateOne`s with upsert that `$set` `analyses.<name>`, `logits` and
+ * `interpretation`. Feature lookups go by `(sae_series, sae_name, index)`, except on FerretDB
  * (detected through `buildInfo`), which only looks up `_id` without scanning the collection and
  * stalls on update commands of 100 operations or more: there lookups go by `_id` and updates
- * are sent 50 at a time.
+ * are sent 50 at a time. Any other failure of an insert than a duplicate key (a server that went
+ * away) fails the write.
+ *
+ * **Timeouts.** Every driver timeout is derived from `timeoutMs` (see
+ * {@linkcode mongoClientOptions}). A server that dies resets its connections: the operation
+ * fails at once or, when the driver retries it, after at most `timeoutMs` of server selection;
+ * the error is a `StoreUnavailableError` naming MongoDB, the host and what the store was doing.
  *
  * Analyzer states (sharded runs) are kept as pieces of at most 8 MiB (half the 16 MiB document
  * limit) in `analyzer_state_chunks`, `_id` = `<generation>:<seq>`, and one manifest per
@@ -36,26 +78,45 @@ import {
   MongoBulkWriteError,
   MongoClient,
   type MongoClientOptions,
+  MongoNetworkError,
   MongoServerError,
+  MongoServerSelectionError,
+  MongoTopologyClosedError,
 } from "mongodb";
-import { ConfigError, StoreUnavailableError } from "../errors.ts";
+import { AnalysisBusyError, ConfigError, StoreUnavailableError } from "../errors.ts";
 import { normalizeMongoUri } from "../mongo_uri.ts";
 import type { FeatureRecord } from "../types.ts";
-import { decodeValue, encodeValue, escapeKey } from "./_codec.ts";
+import { decodeValue, encodeValue, escapeKey, unescapeKey } from "./_codec.ts";
 import {
   checkAnalysisName,
   checkIndex,
   checkRecord,
   indexPages,
   makeRecord,
-  pagedStream,
+  newest,
   resolveListOptions,
   resolvePageSize,
   WRITE_BATCH,
 } from "./_common.ts";
+import {
+  type BeginDoc,
+  beginDoc,
+  checkGeneration,
+  checkKey,
+  describeKey,
+  endDoc,
+  keyOf,
+  newRun,
+  type PublishDoc,
+  publishDoc,
+  publishedGeneration,
+  renewDoc,
+} from "./_runs.ts";
 import { checkStateKey, pieces } from "./_state.ts";
 import {
   type AnalysisDoc,
+  type AnalysisKey,
+  type AnalysisRunInfo,
   type AnalyzerStateInfo,
   type AnalyzerStateKey,
   type DatasetDoc,
@@ -63,10 +124,12 @@ import {
   type FeatureListOptions,
   type FeatureStore,
   type FeatureSummary,
+  type LeaseOptions,
   type ModelDoc,
   type ReadFeaturesOptions,
   type RemoveAnalysisResult,
   type RemoveSaeResult,
+  type RunOutcome,
   type SaeDoc,
   STATE_CHUNK_BYTES,
 } from "./types.ts";
@@ -74,14 +137,53 @@ import {
 /** Default time to reach the server, in milliseconds. */
 export const DEFAULT_MONGO_TIMEOUT_MS = 5000;
 
+/**
+ * How many times `timeoutMs` an operation may wait for the server's answer on an open connection
+ * (`socketTimeoutMS`): a server that stops answering without closing the connection (frozen,
+ * or the network gone) is given up after this; scans that FerretDB needs for listings of large
+ * SAEs take a few seconds, so it is well above `timeoutMs`.
+ */
+const SOCKET_TIMEOUT_FACTOR = 12;
+
 /** Options of {@linkcode MongoFeatureStore.open}. */
 export interface MongoStoreOptions {
   /** A MongoDB connection string; a bare host (`localhost`, `db.example:27018`) is accepted. */
   uri: string;
   /** The database name. */
   db: string;
-  /** How long to try to reach the server before giving up; default 5000 ms. */
+  /**
+   * How long to try to reach the server (to connect, to select it, to get a pooled
+   * connection) before giving up; default 5000 ms. An open connection waits 12 times as long for
+   * an answer. See {@linkcode mongoClientOptions}.
+   */
   timeoutMs?: number;
+}
+
+/**
+ * The driver options of a store opened with `timeoutMs`: every driver timeout is derived from it
+ * (`serverSelectionTimeoutMS`, `connectTimeoutMS` and `waitQueueTimeoutMS` equal it;
+ * `socketTimeoutMS` is 12 times it), none is left at the driver's default (no limit, or 30 s).
+ *
+ * @param timeoutMs The store's `timeoutMs`.
+ * @returns Options for `new MongoClient(uri, options)`.
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { mongoClientOptions } from "./mongo.ts";
+ * const o = mongoClientOptions(1500);
+ * assert.equal(o.serverSelectionTimeoutMS, 1500);
+ * assert.equal(o.socketTimeoutMS, 18000);
+ * ```
+ */
+export function mongoClientOptions(timeoutMs: number): MongoClientOptions {
+  return {
+    serverSelectionTimeoutMS: timeoutMs,
+    connectTimeoutMS: timeoutMs,
+    waitQueueTimeoutMS: timeoutMs,
+    socketTimeoutMS: timeoutMs * SOCKET_TIMEOUT_FACTOR,
+    ignoreUndefined: true,
+    appName: "saeflow",
+  };
 }
 
 export { normalizeMongoUri };
@@ -132,31 +234,6 @@ function redact(message: string, uri: string): string {
   return out;
 }
 
-/**
- * The driver options of a store's `MongoClient`: `timeoutMs` bounds both server selection (how
- * long an operation waits for a reachable server) and each connection attempt, so that
- * {@linkcode MongoFeatureStore.open} gives up on an unreachable server after about `timeoutMs`.
- *
- * @param timeoutMs How long to try to reach the server, in milliseconds.
- * @returns The options `MongoFeatureStore.open` creates its client with.
- * @example
- * ```ts
- * import assert from "node:assert/strict";
- * import { mongoClientOptions } from "./mongo.ts";
- * const o = mongoClientOptions(1500);
- * assert.equal(o.serverSelectionTimeoutMS, 1500);
- * assert.equal(o.connectTimeoutMS, 1500);
- * ```
- */
-export function mongoClientOptions(timeoutMs: number): MongoClientOptions {
-  return {
-    serverSelectionTimeoutMS: timeoutMs,
-    connectTimeoutMS: timeoutMs,
-    ignoreUndefined: true,
-    appName: "saeflow",
-  };
-}
-
 function checkDbName(db: string): string {
   if (typeof db !== "string" || db.length === 0 || db.length > 63 || /[/\\. "$*<>:|?\0]/.test(db)) {
     throw new ConfigError(
@@ -171,11 +248,20 @@ function checkDbName(db: string): string {
 /** The server error code of a cursor it no longer knows (e.g. timed out). */
 const CURSOR_NOT_FOUND = 43;
 
+/** The server error code of a duplicate key. */
+const DUPLICATE_KEY = 11000;
+
 /** A stored feature document (keyed by {@linkcode featureId}). */
 type FeatureDocument = Document & { _id: string };
 
 /** Update operations per bulk write on FerretDB (it stalls on 100 or more). */
 const FERRETDB_UPDATE_BATCH = 50;
+
+/** Entries kept in `analysis_log` per analysis (older ones are removed). */
+const LOG_KEEP = 32;
+
+/** The analysis names of an SAE with a published generation → that generation. */
+type Published = Map<string, string>;
 
 /**
  * The `_id` of a feature document: `["<series>","<name>",<index>]` as JSON. Lookups by `_id` are
@@ -183,6 +269,21 @@ const FERRETDB_UPDATE_BATCH = 50;
  */
 function featureId(series: string, name: string, index: number): string {
   return JSON.stringify([series, name, index]);
+}
+
+/** The `_id` of entry `seq` of an analysis' log. */
+function logId(key: AnalysisKey, seq: number): string {
+  return JSON.stringify([key.sae_series, key.sae_name, key.name, seq]);
+}
+
+/** The collection of the features written under `generation`. */
+function generationCollection(generation: string): string {
+  return `features_gen.${generation}`;
+}
+
+/** The filter of an analysis document. */
+function analysisFilter(key: AnalysisKey): Document {
+  return { sae_series: key.sae_series, sae_name: key.sae_name, name: key.name };
 }
 
 /**
@@ -214,6 +315,73 @@ function decode<T>(doc: Document | null): T | null {
   ) as T;
 }
 
+/** An analysis document as stored (in `analyses` or a log entry), without store fields. */
+function decodeAnalysis(raw: Document | null | undefined): AnalysisDoc | null {
+  if (!raw) return null;
+  const { lease_seq: _, ...rest } = raw;
+  return decode<AnalysisDoc>(rest);
+}
+
+function isDuplicateKey(error: unknown): boolean {
+  return error instanceof MongoServerError && error.code === DUPLICATE_KEY;
+}
+
+/**
+ * Whether an error says the server cannot be reached: a network error, no server selectable
+ * within the timeout, a closed client, or a bulk write that failed on one of those (the driver
+ * wraps them in a `MongoBulkWriteError` without write errors or code).
+ */
+function isUnreachable(error: unknown): boolean {
+  if (
+    error instanceof MongoNetworkError || error instanceof MongoServerSelectionError ||
+    error instanceof MongoTopologyClosedError
+  ) {
+    return true;
+  }
+  if (!(error instanceof MongoBulkWriteError)) return false;
+  const writeErrors = [error.writeErrors].flat();
+  return writeErrors.length === 0 && error.code === undefined &&
+    error.writeConcernError === undefined;
+}
+
+/**
+ * A source of feature documents in ascending index order for `readFeatures()`: one cursor,
+ * fetching `batchSize` documents per round trip only when pulled; when the server drops the
+ * cursor (a consumer idle past the server's cursor timeout) reading resumes after the last index
+ * delivered.
+ */
+class SortedSource {
+  readonly generation: string;
+  #open: (after: number) => FindCursor<Document>;
+  #cursor: FindCursor<Document> | undefined;
+  #after = -1;
+  head: Document | null = null;
+
+  constructor(generation: string, open: (after: number) => FindCursor<Document>) {
+    this.generation = generation;
+    this.#open = open;
+  }
+
+  /** Reads the next document into `head` (null at the end). */
+  async advance(): Promise<void> {
+    this.#cursor ??= this.#open(this.#after);
+    let raw: Document | null;
+    try {
+      raw = await this.#cursor.next();
+    } catch (error) {
+      if (!(error instanceof MongoServerError && error.code === CURSOR_NOT_FOUND)) throw error;
+      this.#cursor = this.#open(this.#after);
+      raw = await this.#cursor.next();
+    }
+    this.head = raw;
+    if (raw !== null) this.#after = raw.index as number;
+  }
+
+  async close(): Promise<void> {
+    await this.#cursor?.close();
+  }
+}
+
 /**
  * The MongoDB implementation of {@linkcode FeatureStore}.
  *
@@ -233,11 +401,22 @@ export class MongoFeatureStore implements FeatureStore {
   #closed = false;
   #ferret: boolean;
   #updateBatch: number;
+  #hosts: string;
+  #uri: string;
+  #timeoutMs: number;
 
-  private constructor(client: MongoClient, db: Db, location: string, ferret: boolean) {
+  private constructor(
+    client: MongoClient,
+    db: Db,
+    where: { uri: string; hosts: string; dbName: string; timeoutMs: number },
+    ferret: boolean,
+  ) {
     this.#client = client;
     this.#db = db;
-    this.location = location;
+    this.location = `mongodb://${where.hosts}/${where.dbName}`;
+    this.#hosts = where.hosts;
+    this.#uri = where.uri;
+    this.#timeoutMs = where.timeoutMs;
     this.#ferret = ferret;
     // FerretDB 1.x stalls on update commands of 100 operations or more.
     this.#updateBatch = ferret ? FERRETDB_UPDATE_BATCH : WRITE_BATCH;
@@ -256,11 +435,10 @@ export class MongoFeatureStore implements FeatureStore {
    * import assert from "node:assert/strict";
    * import { MongoFeatureStore } from "./mongo.ts";
    * import { StoreUnavailableError } from "../errors.ts";
-   * try {
-   *   await MongoFeatureStore.open({ uri: "mongodb://127.0.0.1:1/", db: "x", timeoutMs: 200 });
-   * } catch (e) {
-   *   assert(e instanceof StoreUnavailableError);
-   * }
+   * await assert.rejects(
+   *   () => MongoFeatureStore.open({ uri: "mongodb://127.0.0.1:1/", db: "x", timeoutMs: 200 }),
+   *   StoreUnavailableError,
+   * );
    * ```
    */
   static async open(options: MongoStoreOptions): Promise<MongoFeatureStore> {
@@ -302,7 +480,7 @@ export class MongoFeatureStore implements FeatureStore {
           { unique: true, name: "analysis_key" },
         ),
       ]);
-      return new MongoFeatureStore(client, db, `mongodb://${hosts}/${dbName}`, ferret);
+      return new MongoFeatureStore(client, db, { uri, hosts, dbName, timeoutMs }, ferret);
     } catch (error) {
       await client.close().catch(() => {});
       const why = redact(error instanceof Error ? error.message : String(error), uri);
@@ -313,18 +491,67 @@ export class MongoFeatureStore implements FeatureStore {
     }
   }
 
+  /**
+   * The error to report for `error` raised while doing `what`: when the server cannot be
+   * reached, a `StoreUnavailableError` naming MongoDB, the host, `what` and the timeout (never
+   * the password); else `error` itself.
+   */
+  #explain(error: unknown, what: string): unknown {
+    if (!isUnreachable(error)) return error;
+    const why = redact(error instanceof Error ? error.message : String(error), this.#uri);
+    return new StoreUnavailableError(
+      `Lost MongoDB at ${this.#hosts} while ${what} (timeout ${this.#timeoutMs} ms): ${why}`,
+      { cause: new Error(why) },
+    );
+  }
+
+  /** Runs `fn`, reporting a server that cannot be reached as {@linkcode #explain} says. */
+  async #guard<T>(what: string, fn: () => Promise<T>): Promise<T> {
+    try {
+      return await fn();
+    } catch (error) {
+      throw this.#explain(error, what);
+    }
+  }
+
   get #features(): Collection<FeatureDocument> {
     return this.#db.collection<FeatureDocument>("features");
+  }
+
+  #generation(generation: string): Collection<FeatureDocument> {
+    return this.#db.collection<FeatureDocument>(generationCollection(generation));
+  }
+
+  /** The collection holding what was written under `generation` (`""`: `features`). */
+  #source(generation: string): Collection<FeatureDocument> {
+    return generation === "" ? this.#features : this.#generation(generation);
+  }
+
+  get #analyses(): Collection<Document> {
+    return this.#db.collection("analyses");
+  }
+
+  get #log(): Collection<Document & { _id: string }> {
+    return this.#db.collection<Document & { _id: string }>("analysis_log");
+  }
+
+  get #generations(): Collection<Document & { _id: string }> {
+    return this.#db.collection<Document & { _id: string }>("generations");
   }
 
   /** Creates the listing indexes of an analysis name once per store (best effort). */
   async #indexAnalysis(name: string): Promise<void> {
     if (this.#indexed.has(name)) return;
     this.#indexed.add(name);
+    await this.#createListingIndexes(this.#features, name);
+  }
+
+  /** Indexes for sorting one analysis' features by act_times and max_activation. */
+  async #createListingIndexes(collection: Collection<FeatureDocument>, name: string) {
     const path = `analyses.${escapeKey(name)}`;
     for (const field of ["act_times", "max_activation"]) {
       try {
-        await this.#features.createIndex({
+        await collection.createIndex({
           sae_series: 1,
           sae_name: 1,
           [`${path}.${field}`]: -1,
@@ -336,141 +563,464 @@ export class MongoFeatureStore implements FeatureStore {
     }
   }
 
-  // --- SAEs, models, datasets, analyses -------------------------------------------------------
+  // --- SAEs, models, datasets -----------------------------------------------------------------
 
   /** Inserts or replaces an SAE document. */
-  async putSae(doc: SaeDoc): Promise<void> {
-    await this.#db.collection("saes").replaceOne(
-      { series: doc.series, name: doc.name },
-      encode(doc),
-      {
-        upsert: true,
-      },
-    );
+  putSae(doc: SaeDoc): Promise<void> {
+    return this.#guard(`writing SAE ${doc.series}/${doc.name}`, async () => {
+      await this.#db.collection("saes").replaceOne(
+        { series: doc.series, name: doc.name },
+        encode(doc),
+        { upsert: true },
+      );
+    });
   }
 
   /** The SAE document, or null. */
-  async getSae(series: string, name: string): Promise<SaeDoc | null> {
-    return decode<SaeDoc>(await this.#db.collection("saes").findOne({ series, name }));
+  getSae(series: string, name: string): Promise<SaeDoc | null> {
+    return this.#guard(
+      `reading SAE ${series}/${name}`,
+      async () => decode<SaeDoc>(await this.#db.collection("saes").findOne({ series, name })),
+    );
   }
 
   /** All SAE documents (of one series when given), ordered by series then name. */
-  async listSaes(series?: string): Promise<SaeDoc[]> {
-    const docs = await this.#db.collection("saes").find(series === undefined ? {} : { series })
-      .sort({ series: 1, name: 1 }).toArray();
-    return docs.map((d) => decode<SaeDoc>(d)!);
+  listSaes(series?: string): Promise<SaeDoc[]> {
+    return this.#guard("listing SAEs", async () => {
+      const docs = await this.#db.collection("saes").find(series === undefined ? {} : { series })
+        .sort({ series: 1, name: 1 }).toArray();
+      return docs.map((d) => decode<SaeDoc>(d)!);
+    });
   }
 
-  /** Removes an SAE with its feature and analysis documents. */
-  async removeSae(series: string, name: string): Promise<RemoveSaeResult> {
-    const features = await this.#features.deleteMany({ sae_series: series, sae_name: name });
-    const analyses = await this.#db.collection("analyses").deleteMany({
-      sae_series: series,
-      sae_name: name,
+  /** Removes an SAE with its feature and analysis documents, of every generation. */
+  removeSae(series: string, name: string): Promise<RemoveSaeResult> {
+    return this.#guard(`removing SAE ${series}/${name}`, async () => {
+      const owner = { sae_series: series, sae_name: name };
+      const generations = await this.#generations.find(owner).toArray();
+      const indices = new Set<number>(await this.#features.distinct("index", owner));
+      for (const g of generations) {
+        for (const i of await this.#generation(g._id).distinct("index", owner)) indices.add(i);
+      }
+      for (const g of generations) {
+        await this.#generation(g._id).drop();
+        await this.#generations.deleteOne({ _id: g._id });
+      }
+      await this.#features.deleteMany(owner);
+      const analyses = await this.#analyses.deleteMany(owner);
+      await this.#log.deleteMany(owner);
+      await this.#db.collection("analyzer_states").deleteMany(owner);
+      await this.#db.collection("analyzer_state_chunks").deleteMany(owner);
+      const sae = await this.#db.collection("saes").deleteOne({ series, name });
+      return {
+        sae: sae.deletedCount > 0,
+        analyses: analyses.deletedCount,
+        features: indices.size,
+      };
     });
-    await this.#db.collection("analyzer_states").deleteMany({ sae_series: series, sae_name: name });
-    await this.#db.collection("analyzer_state_chunks").deleteMany({
-      sae_series: series,
-      sae_name: name,
-    });
-    const sae = await this.#db.collection("saes").deleteOne({ series, name });
-    return {
-      sae: sae.deletedCount > 0,
-      analyses: analyses.deletedCount,
-      features: features.deletedCount,
-    };
   }
 
   /** Inserts or replaces a model document. */
-  async putModel(doc: ModelDoc): Promise<void> {
-    await this.#db.collection("models").replaceOne({ name: doc.name }, encode(doc), {
-      upsert: true,
+  putModel(doc: ModelDoc): Promise<void> {
+    return this.#guard(`writing model ${doc.name}`, async () => {
+      await this.#db.collection("models").replaceOne({ name: doc.name }, encode(doc), {
+        upsert: true,
+      });
     });
   }
 
   /** The model document, or null. */
-  async getModel(name: string): Promise<ModelDoc | null> {
-    return decode<ModelDoc>(await this.#db.collection("models").findOne({ name }));
+  getModel(name: string): Promise<ModelDoc | null> {
+    return this.#guard(
+      `reading model ${name}`,
+      async () => decode<ModelDoc>(await this.#db.collection("models").findOne({ name })),
+    );
   }
 
   /** Inserts or replaces a dataset document. */
-  async putDataset(doc: DatasetDoc): Promise<void> {
-    await this.#db.collection("datasets").replaceOne({ name: doc.name }, encode(doc), {
-      upsert: true,
+  putDataset(doc: DatasetDoc): Promise<void> {
+    return this.#guard(`writing dataset ${doc.name}`, async () => {
+      await this.#db.collection("datasets").replaceOne({ name: doc.name }, encode(doc), {
+        upsert: true,
+      });
     });
   }
 
   /** The dataset document, or null. */
-  async getDataset(name: string): Promise<DatasetDoc | null> {
-    return decode<DatasetDoc>(await this.#db.collection("datasets").findOne({ name }));
+  getDataset(name: string): Promise<DatasetDoc | null> {
+    return this.#guard(
+      `reading dataset ${name}`,
+      async () => decode<DatasetDoc>(await this.#db.collection("datasets").findOne({ name })),
+    );
+  }
+
+  // --- Analysis documents: the log ------------------------------------------------------------
+
+  /**
+   * The latest document of an analysis and its log position: the copy in `analyses`, then the
+   * log entries after it.
+   */
+  async #state(key: AnalysisKey): Promise<{ seq: number; doc: AnalysisDoc | null }> {
+    return await this.#follow(key, await this.#analyses.findOne(analysisFilter(key)));
+  }
+
+  async #follow(
+    key: AnalysisKey,
+    cached: Document | null,
+  ): Promise<{ seq: number; doc: AnalysisDoc | null }> {
+    let seq = typeof cached?.lease_seq === "number" ? cached.lease_seq : 0;
+    let doc = decodeAnalysis(cached);
+    for (;;) {
+      const entry = await this.#log.findOne({ _id: logId(key, seq + 1) });
+      if (!entry) return { seq, doc };
+      seq++;
+      doc = decodeAnalysis(entry.doc as Document);
+    }
+  }
+
+  /**
+   * Changes an analysis document: `next` decides from the latest one (null: no change; a throw
+   * aborts), and the result is stored as the next log entry. When another change took that entry
+   * first, `next` decides again from the new state.
+   *
+   * @returns The document before and after (after is null when nothing changed).
+   */
+  async #change(
+    key: AnalysisKey,
+    next: (current: AnalysisDoc | null) => AnalysisDoc | null,
+  ): Promise<{ before: AnalysisDoc | null; after: AnalysisDoc | null }> {
+    for (let attempt = 0;; attempt++) {
+      const { seq, doc } = await this.#state(key);
+      const after = next(doc);
+      if (after === null) return { before: doc, after };
+      try {
+        await this.#log.insertOne({
+          _id: logId(key, seq + 1),
+          sae_series: key.sae_series,
+          sae_name: key.sae_name,
+          analysis: key.name,
+          seq: seq + 1,
+          doc: encode(after),
+          at: new Date().toISOString(),
+        });
+      } catch (error) {
+        if (isDuplicateKey(error) && attempt < 100) continue;
+        throw error;
+      }
+      await this.#cache(key, after, seq + 1);
+      if (seq + 1 > LOG_KEEP) {
+        await this.#log.deleteOne({ _id: logId(key, seq + 1 - LOG_KEEP) }).catch(() => {});
+      }
+      return { before: doc, after };
+    }
+  }
+
+  /** Stores the copy of log entry `seq` in `analyses`, unless a later one is there already. */
+  async #cache(key: AnalysisKey, doc: AnalysisDoc, seq: number): Promise<void> {
+    const body = { ...encode(doc), lease_seq: seq };
+    for (let attempt = 0; attempt < 5; attempt++) {
+      const replaced = await this.#analyses.replaceOne({
+        ...analysisFilter(key),
+        $or: [{ lease_seq: { $exists: false } }, { lease_seq: { $lt: seq } }],
+      }, body);
+      if (replaced.matchedCount > 0) return;
+      try {
+        await this.#analyses.insertOne({ ...body });
+        return;
+      } catch (error) {
+        if (!isDuplicateKey(error)) throw error;
+      }
+      const cached = await this.#analyses.findOne(analysisFilter(key), {
+        projection: { lease_seq: 1 },
+      });
+      if (typeof cached?.lease_seq === "number" && cached.lease_seq >= seq) return;
+    }
   }
 
   /** Inserts or replaces an analysis document. */
-  async putAnalysis(doc: AnalysisDoc): Promise<void> {
-    checkAnalysisName(doc.name);
-    await this.#db.collection("analyses").replaceOne(
-      { sae_series: doc.sae_series, sae_name: doc.sae_name, name: doc.name },
-      encode(doc),
-      { upsert: true },
-    );
-    await this.#indexAnalysis(doc.name);
+  putAnalysis(doc: AnalysisDoc): Promise<void> {
+    return this.#guard(`writing ${describeKey(keyOf(doc))}`, async () => {
+      checkAnalysisName(doc.name);
+      await this.#change(keyOf(doc), () => doc);
+      await this.#indexAnalysis(doc.name);
+    });
   }
 
   /** The analysis document, or null. */
-  async getAnalysis(series: string, saeName: string, name: string): Promise<AnalysisDoc | null> {
-    return decode<AnalysisDoc>(
-      await this.#db.collection("analyses").findOne({
-        sae_series: series,
-        sae_name: saeName,
-        name,
-      }),
-    );
+  getAnalysis(series: string, saeName: string, name: string): Promise<AnalysisDoc | null> {
+    const key = { sae_series: series, sae_name: saeName, name };
+    return this.#guard(`reading ${describeKey(key)}`, async () => (await this.#state(key)).doc);
   }
 
   /** The analysis documents of an SAE, ordered by name. */
-  async listAnalyses(series: string, saeName: string): Promise<AnalysisDoc[]> {
-    const docs = await this.#db.collection("analyses").find({
-      sae_series: series,
-      sae_name: saeName,
-    }).sort({ name: 1 }).toArray();
-    return docs.map((d) => decode<AnalysisDoc>(d)!);
+  listAnalyses(series: string, saeName: string): Promise<AnalysisDoc[]> {
+    return this.#guard(
+      `listing the analyses of ${series}/${saeName}`,
+      () => this.#analysisDocs(series, saeName),
+    );
   }
 
-  /** Removes `analyses.<name>` from every feature of the SAE, and the analysis document. */
-  async removeAnalysis(
+  async #analysisDocs(series: string, saeName: string): Promise<AnalysisDoc[]> {
+    const cached = await this.#analyses.find({ sae_series: series, sae_name: saeName })
+      .sort({ name: 1 }).toArray();
+    const out: AnalysisDoc[] = [];
+    for (const raw of cached) {
+      const key = { sae_series: series, sae_name: saeName, name: raw.name as string };
+      const { doc } = await this.#follow(key, raw);
+      if (doc) out.push(doc);
+    }
+    return out;
+  }
+
+  async #published(series: string, saeName: string): Promise<Published> {
+    const out: Published = new Map();
+    for (const doc of await this.#analysisDocs(series, saeName)) {
+      if (doc.generation !== undefined) out.set(doc.name, doc.generation);
+    }
+    return out;
+  }
+
+  /**
+   * Removes the analysis of every generation (its features keep their logits and
+   * interpretation), its document and its analyzer states.
+   */
+  removeAnalysis(
     series: string,
     saeName: string,
     name: string,
   ): Promise<RemoveAnalysisResult> {
-    const path = `analyses.${escapeKey(checkAnalysisName(name))}`;
-    const features = await this.#features.updateMany(
-      { sae_series: series, sae_name: saeName, [path]: { $exists: true } },
+    const key = { sae_series: series, sae_name: saeName, name };
+    return this.#guard(`removing ${describeKey(key)}`, async () => {
+      checkAnalysisName(name);
+      const { doc } = await this.#state(key);
+      const path = `analyses.${escapeKey(name)}`;
+      const owner = { sae_series: series, sae_name: saeName };
+      const seen = publishedGeneration(doc);
+      const features = await this.#source(seen).countDocuments({
+        ...owner,
+        [path]: { $exists: true },
+      });
+      await this.#removeGenerations(key, []);
+      await this.#removeUnversioned(key);
+      await this.#analyses.deleteMany(analysisFilter(key));
+      await this.#log.deleteMany({ ...owner, analysis: name });
+      await this.removeAnalyzerStates(series, saeName, name);
+      return { analysis: doc !== null, features };
+    });
+  }
+
+  /** Drops the collections of the generations registered for an analysis, except `keep`. */
+  async #removeGenerations(key: AnalysisKey, keep: readonly string[]): Promise<void> {
+    const registered = await this.#generations.find({
+      sae_series: key.sae_series,
+      sae_name: key.sae_name,
+      analysis: key.name,
+    }).toArray();
+    for (const g of registered) {
+      if (!keep.includes(g._id)) await this.#dropFeatureGeneration(g._id);
+    }
+  }
+
+  async #dropFeatureGeneration(generation: string): Promise<void> {
+    await this.#generation(generation).drop();
+    await this.#generations.deleteOne({ _id: generation });
+  }
+
+  /** Removes `analyses.<name>` written without a generation from the feature documents. */
+  async #removeUnversioned(key: AnalysisKey): Promise<void> {
+    const path = `analyses.${escapeKey(key.name)}`;
+    await this.#features.updateMany(
+      { sae_series: key.sae_series, sae_name: key.sae_name, [path]: { $exists: true } },
       { $unset: { [path]: "" } },
     );
-    const analysis = await this.#db.collection("analyses").deleteOne({
-      sae_series: series,
-      sae_name: saeName,
-      name,
+  }
+
+  /**
+   * How many features of an analysis each generation holds in the database, published or not
+   * (`""`: written without a generation; the others are found by looking into every
+   * `features_gen.*` collection). For checks and tests: readers see only the published one.
+   *
+   * @example
+   * ```ts ignore
+   * console.log(await store.storedGenerations("s", "n", "default")); // e.g. { "": 0, ... }
+   * ```
+   */
+  storedGenerations(
+    series: string,
+    saeName: string,
+    analysis: string,
+  ): Promise<Record<string, number>> {
+    return this.#guard(`counting stored generations of ${series}/${saeName}`, async () => {
+      const query = {
+        sae_series: series,
+        sae_name: saeName,
+        [`analyses.${escapeKey(analysis)}`]: { $exists: true },
+      };
+      const out: Record<string, number> = {};
+      const legacy = await this.#features.countDocuments(query);
+      if (legacy > 0) out[""] = legacy;
+      const prefix = generationCollection("");
+      const names = (await this.#db.listCollections({}, { nameOnly: true }).toArray())
+        .map((c) => c.name).filter((n) => n.startsWith(prefix)).sort();
+      for (const n of names) {
+        const count = await this.#db.collection(n).countDocuments(query);
+        if (count > 0) out[n.slice(prefix.length)] = count;
+      }
+      return out;
     });
-    await this.removeAnalyzerStates(series, saeName, name);
-    return { analysis: analysis.deletedCount > 0, features: features.modifiedCount };
+  }
+
+  // --- Runs -----------------------------------------------------------------------------------
+
+  /**
+   * Begins a run: registers its generation, then stores the document with the run as the next
+   * log entry (of two concurrent begins exactly one stores it; the other then sees its lease),
+   * then drops the collections of earlier unpublished runs.
+   */
+  beginAnalysisRun(doc: BeginDoc, lease: LeaseOptions): Promise<AnalysisRunInfo> {
+    const key = keyOf(doc);
+    return this.#guard(`beginning a run of ${describeKey(key)}`, async () => {
+      checkKey(key);
+      const run = newRun(lease);
+      const now = lease.now ?? new Date();
+      await this.#generations.insertOne({
+        _id: run.generation,
+        sae_series: key.sae_series,
+        sae_name: key.sae_name,
+        analysis: key.name,
+        created_at: now.toISOString(),
+      });
+      let after: AnalysisDoc;
+      try {
+        after = (await this.#change(key, (current) => beginDoc(current, doc, run, now))).after!;
+      } catch (error) {
+        await this.#generations.deleteOne({ _id: run.generation }).catch(() => {});
+        throw error;
+      }
+      if (!this.#ferret) {
+        // FerretDB uses no index but `_id`; elsewhere these keep listings from sorting in memory.
+        const collection = this.#generation(run.generation);
+        await collection.createIndex(
+          { sae_series: 1, sae_name: 1, index: 1 },
+          { unique: true, name: "feature_key" },
+        ).catch(() => {});
+        await this.#createListingIndexes(collection, key.name);
+      }
+      // Leftovers of earlier runs that ended without removing them (a kill): best effort, the
+      // next begin tries again.
+      await this.#removeGenerations(key, [publishedGeneration(after), run.generation])
+        .catch(() => {});
+      return run;
+    });
+  }
+
+  /** Renews the lease of the run writing `generation`. */
+  renewAnalysisRun(
+    key: AnalysisKey,
+    generation: string,
+    options: { leaseMs: number; now?: Date },
+  ): Promise<void> {
+    return this.#guard(`renewing the lease of ${describeKey(key)}`, async () => {
+      checkKey(key);
+      checkGeneration(generation);
+      await this.#change(
+        key,
+        (current) => renewDoc(current, key, generation, options.leaseMs, options.now ?? new Date()),
+      );
+    });
+  }
+
+  /**
+   * Publishes the run writing `generation` by one log entry, then drops the collections of the
+   * other generations (and, the first time, the analysis written without a generation).
+   */
+  publishAnalysisRun(doc: PublishDoc, generation: string): Promise<void> {
+    const key = keyOf(doc);
+    return this.#guard(`publishing ${describeKey(key)}`, async () => {
+      checkKey(key);
+      checkGeneration(generation);
+      const { before, after } = await this.#change(
+        key,
+        (current) => publishDoc(current, doc, generation),
+      );
+      if (after === null) return;
+      // Published: what follows only frees space (best effort; the next begin tries again).
+      await this.#removeGenerations(key, [generation]).catch(() => {});
+      if (publishedGeneration(before) === "") await this.#removeUnversioned(key).catch(() => {});
+    });
+  }
+
+  /** Ends the run writing `generation` without publishing and drops what it wrote. */
+  endAnalysisRun(key: AnalysisKey, generation: string, outcome: RunOutcome): Promise<void> {
+    return this.#guard(`ending a run of ${describeKey(key)}`, async () => {
+      checkKey(key);
+      checkGeneration(generation);
+      const { before } = await this.#change(
+        key,
+        (current) => endDoc(current, generation, outcome, new Date()),
+      );
+      // Only frees space (best effort; the next begin or publish tries again).
+      if (publishedGeneration(before) !== generation) {
+        await this.#dropFeatureGeneration(generation).catch(() => {});
+      }
+    });
   }
 
   // --- Features -------------------------------------------------------------------------------
 
   /**
-   * Upserts features. Each batch of {@linkcode WRITE_BATCH} records is first inserted as whole
-   * documents (unordered; the fast path of a first run); the records whose feature already
-   * exists (duplicate key) are then applied, in order, as `$set` updates in bulk writes of
-   * `updateBatch` operations.
+   * Upserts features: without a generation into `features`, under one into its collection (its
+   * interpretations, which belong to the feature, into `features`). Each batch of
+   * {@linkcode WRITE_BATCH} records is first inserted as whole documents (unordered; the fast
+   * path); the records whose feature already exists there (duplicate key) are then applied, in
+   * order, as `$set` updates in bulk writes of `updateBatch` operations.
    */
-  async writeFeatures(records: readonly FeatureRecord[]): Promise<void> {
-    for (const r of records) checkRecord(r);
-    for (const r of records) {
-      for (const name of Object.keys(r.analyses ?? {})) await this.#indexAnalysis(name);
-    }
+  writeFeatures(
+    records: readonly FeatureRecord[],
+    options: { generation?: string } = {},
+  ): Promise<void> {
+    return this.#guard("writing features", async () => {
+      const generation = checkGeneration(options.generation ?? "", true);
+      for (const r of records) checkRecord(r);
+      if (generation === "") {
+        for (const r of records) {
+          for (const name of Object.keys(r.analyses ?? {})) await this.#indexAnalysis(name);
+        }
+        await this.#write(this.#features, records, true);
+        return;
+      }
+      if (!(await this.#generations.findOne({ _id: generation }))) {
+        throw new AnalysisBusyError(
+          `Cannot write features under generation ${generation} in ${this.location}: no run ` +
+            `holds it (it was never begun here, or it ended, or a later run removed it after ` +
+            `its lease lapsed)`,
+        );
+      }
+      await this.#write(
+        this.#generation(generation),
+        records.map(({ interpretation: _, ...r }) => r),
+        false,
+      );
+      const interpretations = records.filter((r) => r.interpretation !== undefined).map((r) => ({
+        sae_series: r.sae_series,
+        sae_name: r.sae_name,
+        index: r.index,
+        analyses: {},
+        interpretation: r.interpretation!,
+      }));
+      if (interpretations.length > 0) await this.#write(this.#features, interpretations, true);
+    });
+  }
+
+  /** Upserts records into one collection; `byKey`: find existing features by their key. */
+  async #write(
+    collection: Collection<FeatureDocument>,
+    records: readonly FeatureRecord[],
+    byKey: boolean,
+  ): Promise<void> {
     for (let start = 0; start < records.length; start += WRITE_BATCH) {
       const batch = records.slice(start, start + WRITE_BATCH);
+      const at = Date.now();
       const encoded = batch.map((r) => {
         const analyses: Document = {};
         for (const [name, analysis] of Object.entries(r.analyses ?? {})) {
@@ -483,46 +1033,127 @@ export class MongoFeatureStore implements FeatureStore {
           interpretation: r.interpretation === undefined ? undefined : encode(r.interpretation),
         };
       });
-      const existing = await this.#insertNew(encoded.map((e) => {
-        const doc: FeatureDocument = {
-          _id: featureId(e.r.sae_series, e.r.sae_name, e.r.index),
-          sae_name: e.r.sae_name,
-          sae_series: e.r.sae_series,
-          index: e.r.index,
-          analyses: e.analyses,
-        };
-        if (e.logits !== undefined) doc.logits = e.logits;
-        if (e.interpretation !== undefined) doc.interpretation = e.interpretation;
-        return doc;
-      }));
+      const existing = await this.#insertNew(
+        collection,
+        encoded.map((e) => {
+          const doc: FeatureDocument = {
+            _id: featureId(e.r.sae_series, e.r.sae_name, e.r.index),
+            sae_name: e.r.sae_name,
+            sae_series: e.r.sae_series,
+            index: e.r.index,
+            analyses: e.analyses,
+          };
+          if (e.logits !== undefined) Object.assign(doc, { logits: e.logits, logits_at: at });
+          if (e.interpretation !== undefined) doc.interpretation = e.interpretation;
+          return doc;
+        }),
+      );
+      const useKey = byKey && !this.#ferret;
       const updates = encoded.filter((_, i) => existing.has(i)).map(
         ({ r, analyses, logits, interpretation }) => {
           const set: Document = {};
           for (const [key, value] of Object.entries(analyses)) set[`analyses.${key}`] = value;
-          if (logits !== undefined) set.logits = logits;
+          if (logits !== undefined) Object.assign(set, { logits, logits_at: at });
           if (interpretation !== undefined) set.interpretation = interpretation;
+          const id = featureId(r.sae_series, r.sae_name, r.index);
           return {
             updateOne: {
-              filter: this.#key(r.sae_series, r.sae_name, r.index),
-              update: updateOf(
-                set,
-                this.#ferret ? undefined : featureId(r.sae_series, r.sae_name, r.index),
-              ),
+              filter: (useKey
+                ? { sae_series: r.sae_series, sae_name: r.sae_name, index: r.index }
+                : { _id: id }) as Filter<FeatureDocument>,
+              update: updateOf(set, useKey ? id : undefined),
               upsert: true,
             },
           };
         },
       );
       for (let u = 0; u < updates.length; u += this.#updateBatch) {
-        await this.#features.bulkWrite(updates.slice(u, u + this.#updateBatch), { ordered: true });
+        await collection.bulkWrite(updates.slice(u, u + this.#updateBatch), { ordered: true });
       }
     }
   }
 
   /**
-   * The filter that finds one feature: its `_id` on FerretDB (the only field it looks up
-   * without a scan), else `(sae_series, sae_name, index)` (uniquely indexed, so documents written
-   * by other programs with other `_id`s are found too).
+   * Inserts documents unordered; returns the positions that failed with a duplicate key. Any
+   * other failure (a write error of another kind, or the server going away mid-way, which the
+   * driver reports as a bulk error without write errors) is thrown: nothing is skipped silently.
+   */
+  async #insertNew(
+    collection: Collection<FeatureDocument>,
+    docs: FeatureDocument[],
+  ): Promise<Set<number>> {
+    const existing = new Set<number>();
+    if (docs.length === 0) return existing;
+    try {
+      await collection.insertMany(docs, { ordered: false });
+    } catch (error) {
+      if (!(error instanceof MongoBulkWriteError)) throw error;
+      const writeErrors = Array.isArray(error.writeErrors)
+        ? error.writeErrors
+        : [error.writeErrors];
+      for (const w of writeErrors) {
+        if (w.code !== DUPLICATE_KEY) throw error;
+        existing.add(w.index);
+      }
+      if (writeErrors.length === 0 || error.insertedCount + existing.size !== docs.length) {
+        throw error;
+      }
+    }
+    return existing;
+  }
+
+  /**
+   * A feature record from its document written without a generation (`base`) and its documents
+   * in published generations, as readers see it; null when it has none of these, or, with
+   * `analysis`, not that one. Analyses: each name from its published generation; logits: the
+   * latest written.
+   */
+  #assemble(
+    series: string,
+    name: string,
+    index: number,
+    published: Published,
+    base: Document | null,
+    generated: readonly { generation: string; doc: Document }[],
+    analysis: string | undefined,
+  ): FeatureRecord | null {
+    const analyses: Document = {};
+    const take = (doc: Document | null, generation: string) => {
+      for (const [key, value] of Object.entries((doc?.analyses ?? {}) as Document)) {
+        const n = unescapeKey(key);
+        if ((analysis === undefined || n === analysis) && (published.get(n) ?? "") === generation) {
+          analyses[key] = value;
+        }
+      }
+    };
+    take(base, "");
+    for (const g of generated) take(g.doc, g.generation);
+    if (analysis !== undefined ? Object.keys(analyses).length === 0 : !base && !generated.length) {
+      return null;
+    }
+    const logits = newest([
+      { value: base?.logits, at: Number(base?.logits_at ?? 0) },
+      ...generated.map((g) => ({ value: g.doc.logits, at: Number(g.doc.logits_at ?? 0) })),
+    ]);
+    const d = decode<Record<string, unknown>>({
+      analyses,
+      logits: logits ?? undefined,
+      interpretation: base?.interpretation ?? undefined,
+    })!;
+    return makeRecord(
+      series,
+      name,
+      index,
+      (d.analyses ?? {}) as Record<string, unknown>,
+      d.logits,
+      d.interpretation,
+    );
+  }
+
+  /**
+   * The filter that finds one feature document written without a generation: its `_id` on
+   * FerretDB (the only field it looks up without a scan), else `(sae_series, sae_name, index)`
+   * (uniquely indexed, so documents written by other programs with other `_id`s are found too).
    */
   #key(series: string, name: string, index: number): Filter<FeatureDocument> {
     return this.#ferret
@@ -530,173 +1161,270 @@ export class MongoFeatureStore implements FeatureStore {
       : { sae_series: series, sae_name: name, index };
   }
 
-  /** Inserts documents unordered; returns the positions that failed with a duplicate key. */
-  async #insertNew(docs: FeatureDocument[]): Promise<Set<number>> {
-    const existing = new Set<number>();
-    if (docs.length === 0) return existing;
-    try {
-      await this.#features.insertMany(docs, { ordered: false });
-    } catch (error) {
-      if (!(error instanceof MongoBulkWriteError)) throw error;
-      const writeErrors = Array.isArray(error.writeErrors)
-        ? error.writeErrors
-        : [error.writeErrors];
-      for (const w of writeErrors) {
-        if (w.code !== 11000) throw error;
-        existing.add(w.index);
-      }
-    }
-    return existing;
+  /** One feature with all its published analyses, or null. */
+  getFeature(series: string, name: string, index: number): Promise<FeatureRecord | null> {
+    return this.#guard(`reading feature ${index} of ${series}/${name}`, async () => {
+      checkIndex(index);
+      const published = await this.#published(series, name);
+      const generations = [...new Set(published.values())].filter((g) => g !== "");
+      const id = featureId(series, name, index);
+      const [base, ...docs] = await Promise.all([
+        this.#features.findOne(this.#key(series, name, index)),
+        ...generations.map((g) => this.#generation(g).findOne({ _id: id })),
+      ]);
+      const generated = generations.flatMap((generation, i) =>
+        docs[i] ? [{ generation, doc: docs[i]! }] : []
+      );
+      return this.#assemble(series, name, index, published, base ?? null, generated, undefined);
+    });
   }
 
-  #record(raw: Document): FeatureRecord {
-    const d = decode<Record<string, unknown>>(raw)!;
-    return makeRecord(
-      d.sae_series as string,
-      d.sae_name as string,
-      d.index as number,
-      (d.analyses ?? {}) as Record<string, unknown>,
-      d.logits,
-      d.interpretation,
-    );
-  }
-
-  /** One feature with all its analyses, or null. */
-  async getFeature(series: string, name: string, index: number): Promise<FeatureRecord | null> {
-    const raw = await this.#features.findOne(this.#key(series, name, checkIndex(index)));
-    return raw ? this.#record(raw) : null;
-  }
-
-  #filter(filter: FeatureFilter): { query: Document; path: string } {
+  /** The collection and query of a listing: the analysis' published generation. */
+  async #filter(filter: FeatureFilter): Promise<{
+    collection: Collection<FeatureDocument>;
+    generation: string;
+    query: Document;
+    path: string;
+  }> {
     const o = resolveListOptions(filter);
+    const key = { sae_series: o.series, sae_name: o.name, name: o.analysis };
+    const generation = publishedGeneration((await this.#state(key)).doc);
     const path = `analyses.${escapeKey(o.analysis)}`;
     const query: Document = { sae_series: o.series, sae_name: o.name, [path]: { $exists: true } };
     if (o.alive === true) query[`${path}.act_times`] = { $gt: 0 };
     if (o.alive === false) query[`${path}.act_times`] = 0;
-    return { query, path };
+    return { collection: this.#source(generation), generation, query, path };
   }
 
-  /** Summaries of the features of one analysis, sorted and paged. */
-  async listFeatures(options: FeatureListOptions): Promise<FeatureSummary[]> {
-    const o = resolveListOptions(options);
-    if (o.limit === 0) return [];
-    const { query, path } = this.#filter(options);
-    const dir = o.order === "asc" ? 1 : -1;
-    const sort: Document = o.sort === "index"
-      ? { index: dir }
-      : { [`${path}.${o.sort}`]: dir, index: 1 };
-    let cursor = this.#features.find(query, {
-      projection: {
-        _id: 0,
-        index: 1,
-        [`${path}.act_times`]: 1,
-        [`${path}.max_activation`]: 1,
-        [`${path}.n_analyzed_tokens`]: 1,
-        "interpretation.text": 1,
-      },
-    }).sort(sort).skip(o.skip);
-    if (o.limit !== undefined) cursor = cursor.limit(o.limit);
-    const docs = await cursor.toArray();
-    return docs.map((raw) => {
-      const d = decode<{
-        index: number;
-        analyses: Record<
-          string,
-          { act_times: number; max_activation: number; n_analyzed_tokens: number }
-        >;
-        interpretation?: { text?: string };
-      }>(raw)!;
-      const a = d.analyses[o.analysis]!;
-      const s: FeatureSummary = {
-        index: d.index,
-        act_times: a.act_times,
-        max_activation: a.max_activation,
-        n_analyzed_tokens: a.n_analyzed_tokens,
-      };
-      if (typeof d.interpretation?.text === "string") s.interpretation_text = d.interpretation.text;
-      return s;
+  /** Summaries of the features of one analysis (its published generation), sorted and paged. */
+  listFeatures(options: FeatureListOptions): Promise<FeatureSummary[]> {
+    return this.#guard(`listing features of ${options.series}/${options.name}`, async () => {
+      const o = resolveListOptions(options);
+      if (o.limit === 0) return [];
+      const { collection, generation, query, path } = await this.#filter(options);
+      const dir = o.order === "asc" ? 1 : -1;
+      const sort: Document = o.sort === "index"
+        ? { index: dir }
+        : { [`${path}.${o.sort}`]: dir, index: 1 };
+      let cursor = collection.find(query, {
+        projection: {
+          _id: 0,
+          index: 1,
+          [`${path}.act_times`]: 1,
+          [`${path}.max_activation`]: 1,
+          [`${path}.n_analyzed_tokens`]: 1,
+          "interpretation.text": 1,
+        },
+      }).sort(sort).skip(o.skip);
+      if (o.limit !== undefined) cursor = cursor.limit(o.limit);
+      const docs = await cursor.toArray();
+      // Interpretations are kept in the feature documents written without a generation.
+      const texts = new Map<number, string>();
+      if (generation !== "" && docs.length > 0) {
+        const found = await this.#features.find({
+          sae_series: o.series,
+          sae_name: o.name,
+          index: { $in: docs.map((d) => d.index as number) },
+          "interpretation.text": { $exists: true },
+        }, { projection: { _id: 0, index: 1, "interpretation.text": 1 } }).toArray();
+        for (const f of found) {
+          const text = decode<{ interpretation?: { text?: unknown } }>(f)?.interpretation?.text;
+          if (typeof text === "string") texts.set(f.index as number, text);
+        }
+      }
+      return docs.map((raw) => {
+        const d = decode<{
+          index: number;
+          analyses: Record<
+            string,
+            { act_times: number; max_activation: number; n_analyzed_tokens: number }
+          >;
+          interpretation?: { text?: string };
+        }>(raw)!;
+        const a = d.analyses[o.analysis]!;
+        const s: FeatureSummary = {
+          index: d.index,
+          act_times: a.act_times,
+          max_activation: a.max_activation,
+          n_analyzed_tokens: a.n_analyzed_tokens,
+        };
+        const text = generation === "" ? d.interpretation?.text : texts.get(d.index);
+        if (typeof text === "string") s.interpretation_text = text;
+        return s;
+      });
     });
   }
 
   /** How many features `listFeatures()` would list without paging. */
-  async countFeatures(filter: FeatureFilter): Promise<number> {
-    return await this.#features.countDocuments(this.#filter(filter).query);
+  countFeatures(filter: FeatureFilter): Promise<number> {
+    return this.#guard(`counting features of ${filter.series}/${filter.name}`, async () => {
+      const { collection, query } = await this.#filter(filter);
+      return await collection.countDocuments(query);
+    });
   }
 
-  /** Streams feature records by ascending index, one page per pull. */
+  /**
+   * Streams feature records by ascending index, one page per pull. The published generations
+   * are read at the first pull; each source (the feature documents, the published generations'
+   * collections) is read through one cursor, merged by index. If a published generation read
+   * changes before the end, the stream errors instead of ending with a mix.
+   */
   readFeatures(
     series: string,
     name: string,
     options: ReadFeaturesOptions = {},
   ): ReadableStream<FeatureRecord> {
     const pageSize = resolvePageSize(options);
-    const base: Document = { sae_series: series, sae_name: name };
-    let projection: Document = { _id: 0 };
-    if (options.analysis !== undefined) {
-      const path = `analyses.${escapeKey(options.analysis)}`;
-      base[path] = { $exists: true };
-      projection = {
-        _id: 0,
-        sae_series: 1,
-        sae_name: 1,
-        index: 1,
-        [path]: 1,
-        logits: 1,
-        interpretation: 1,
-      };
-    }
-    const find = async (query: Document, limit: number) =>
-      (await this.#features.find({ ...base, ...query }, { projection }).sort({ index: 1 })
-        .limit(limit).toArray()).map((raw) => this.#record(raw));
+    const analysis = options.analysis;
+    const owner = { sae_series: series, sae_name: name };
+    const what = `reading features of ${series}/${name}`;
+    let published: Published | undefined;
+    /** The generations read: every published one, or the analysis' own. */
+    const generationsRead = (p: Published) =>
+      analysis === undefined
+        ? [...new Set(p.values())].filter((g) => g !== "")
+        : [p.get(analysis) ?? ""].filter((g) => g !== "");
+    const seen = (p: Published) =>
+      JSON.stringify(analysis === undefined ? [...p].sort() : [p.get(analysis) ?? ""]);
+    const start = async () => (published ??= await this.#published(series, name));
+    const finish = async () => {
+      if (
+        published !== undefined && seen(published) !== seen(await this.#published(series, name))
+      ) {
+        const changed = analysis === undefined
+          ? `an analysis of ${series}/${name}`
+          : describeKey({ sae_series: series, sae_name: name, name: analysis });
+        throw new Error(
+          `Cannot finish reading features of ${series}/${name}: ${changed} was published anew ` +
+            `while they were read; read again`,
+        );
+      }
+    };
+    /** A read that fails because its generation was dropped reports that, not the symptom. */
+    const failed = async (error: unknown): Promise<never> => {
+      if (!isUnreachable(error)) await finish();
+      throw error;
+    };
+    /** The query of the feature documents, and of those that must have the analysis. */
+    const queryOf = (generation: string) => {
+      const query: Document = { ...owner };
+      if (analysis !== undefined && generation === (published!.get(analysis) ?? "")) {
+        query[`analyses.${escapeKey(analysis)}`] = { $exists: true };
+      }
+      return query;
+    };
 
     if (options.indices) {
       const pages = indexPages(options.indices, pageSize);
-      return pagedStream(0, async (i) => {
-        const page = pages[i];
-        return page
-          ? { records: await find({ index: { $in: page } }, page.length), cursor: i + 1 }
-          : null;
-      });
-    }
-    // One cursor for the whole stream (a collection scan on servers without indexes, such as
-    // FerretDB, happens once, not once per page); the driver fetches `pageSize` documents per
-    // round trip, only when the consumer pulls. If the server drops the cursor (a consumer idle
-    // past the server's cursor timeout), reading resumes after the last index delivered.
-    let cursor: FindCursor<Document> | undefined;
-    let after = -1;
-    const open = () =>
-      this.#features.find({ ...base, index: { $gt: after } }, { projection })
-        .sort({ index: 1 }).batchSize(pageSize);
-    return new ReadableStream<FeatureRecord>({
-      pull: async (controller) => {
-        cursor ??= open();
-        try {
-          let raw: Document | null;
-          try {
-            raw = await cursor.next();
-          } catch (error) {
-            if (!(error instanceof MongoServerError && error.code === CURSOR_NOT_FOUND)) {
-              throw error;
+      let i = 0;
+      return new ReadableStream<FeatureRecord>({
+        pull: (controller) =>
+          this.#guard(what, async () => {
+            const p = await start();
+            for (; i < pages.length; i++) {
+              const page = pages[i]!;
+              const filter = { index: { $in: page } };
+              const [base, ...docs] = await Promise.all(
+                ["", ...generationsRead(p)].map((g) =>
+                  this.#source(g).find({ ...queryOf(g), ...filter }).toArray()
+                ),
+              );
+              const bySource = [base!, ...docs].map((list) =>
+                new Map(list.map((d) => [d.index as number, d]))
+              );
+              const generations = generationsRead(p);
+              let sent = 0;
+              for (const index of page) {
+                const record = this.#assemble(
+                  series,
+                  name,
+                  index,
+                  p,
+                  bySource[0]!.get(index) ?? null,
+                  generations.flatMap((generation, k) => {
+                    const doc = bySource[k + 1]!.get(index);
+                    return doc ? [{ generation, doc }] : [];
+                  }),
+                  analysis,
+                );
+                if (record) {
+                  controller.enqueue(record);
+                  sent++;
+                }
+              }
+              if (sent > 0) {
+                i++;
+                return;
+              }
             }
-            cursor = open();
-            raw = await cursor.next();
-          }
-          if (raw === null) {
-            await cursor.close();
+            await finish();
             controller.close();
-            return;
+          }),
+      }, { highWaterMark: 0 });
+    }
+
+    // One cursor per source for the whole stream (a collection scan on servers without indexes,
+    // such as FerretDB, happens once per source, not once per page).
+    let sources: SortedSource[] | undefined;
+    const open = async () => {
+      const p = await start();
+      const list = ["", ...generationsRead(p)].map((generation) =>
+        new SortedSource(
+          generation,
+          (after) =>
+            this.#source(generation).find({ ...queryOf(generation), index: { $gt: after } })
+              .sort({ index: 1 }).batchSize(pageSize),
+        )
+      );
+      for (const s of list) await s.advance();
+      return list;
+    };
+    const closeAll = async () => {
+      for (const s of sources ?? []) await s.close().catch(() => {});
+    };
+    return new ReadableStream<FeatureRecord>({
+      pull: (controller) =>
+        this.#guard(what, async () => {
+          try {
+            sources ??= await open();
+            for (;;) {
+              let index = Infinity;
+              for (const s of sources) {
+                if (s.head !== null) index = Math.min(index, s.head.index as number);
+              }
+              if (index === Infinity) {
+                await closeAll();
+                await finish();
+                controller.close();
+                return;
+              }
+              const at = sources.filter((s) => s.head?.index === index);
+              const base = at.find((s) => s.generation === "")?.head ?? null;
+              const generated = at.filter((s) => s.generation !== "").map((s) => ({
+                generation: s.generation,
+                doc: s.head!,
+              }));
+              const record = this.#assemble(
+                series,
+                name,
+                index,
+                published!,
+                base,
+                generated,
+                analysis,
+              );
+              for (const s of at) await s.advance();
+              if (record) {
+                controller.enqueue(record);
+                return;
+              }
+            }
+          } catch (error) {
+            await closeAll();
+            await failed(error);
           }
-          const record = this.#record(raw);
-          after = record.index;
-          controller.enqueue(record);
-        } catch (error) {
-          await cursor.close().catch(() => {});
-          throw error;
-        }
-      },
-      cancel: async () => {
-        await cursor?.close();
-      },
+        }),
+      cancel: closeAll,
     }, { highWaterMark: 0 });
   }
 

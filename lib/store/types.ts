@@ -4,15 +4,25 @@
  * Two implementations, one contract: {@linkcode MongoFeatureStore} (`mongo.ts`) and
  * {@linkcode SqliteFeatureStore} (`sqlite.ts`); `openStore()` (`open.ts`) picks one.
  *
+ * **Runs and generations.** A run of an analysis begins with `beginAnalysisRun` (a lease that
+ * its heartbeat renews; a second run fails at its start while the lease is live), writes its
+ * features under the generation it got, and ends with `publishAnalysisRun` (one write of the
+ * analysis document switches readers to that generation; the others are then removed) or
+ * `endAnalysisRun` (what it wrote is removed). Readers resolve each analysis name to the
+ * `generation` of its analysis document, `""` when it has none (the features written without a
+ * generation, as every analysis was before generations existed), and never see another one: a
+ * run killed at any moment leaves the previous result exactly as it was.
+ *
  * **Where `act_times` lives.** Feature listing sorts and filters on one analysis' `act_times` or
  * `max_activation`, so both stores keep them reachable without decoding the samples:
- * - MongoDB keeps the feature document of DESIGN.md, `analyses.<name>.act_times` /
+ * - MongoDB keeps feature documents in the shape of DESIGN.md, `analyses.<name>.act_times` /
  *   `.max_activation` / `.n_analyzed_tokens` as plain numbers beside the binary arrays, and sorts
- *   on those paths; an index `(sae_series, sae_name, analyses.<name>.act_times)` (and one for
- *   `max_activation`) is created the first time an analysis name is written (best effort).
+ *   on those paths: in `features` for what was written without a generation, and in one
+ *   collection `features_gen.<generation>` per run (see `mongo.ts`: this departs from DESIGN.md's
+ *   "analyses inside the feature document", for FerretDB's sake).
  * - SQLite keeps one `features` row per feature (logits, interpretation and the interpretation
- *   text) and one `feature_analyses` row per (feature, analysis) with indexed numeric columns
- *   `act_times`, `max_activation`, `n_analyzed_tokens` and the whole analysis as a blob.
+ *   text) and one `feature_analyses` row per (feature, analysis, generation) with indexed numeric
+ *   columns `act_times`, `max_activation`, `n_analyzed_tokens` and the whole analysis as a blob.
  *
  * @module
  */
@@ -165,7 +175,7 @@ export interface RemoveSaeResult {
   sae: boolean;
   /** Analysis documents removed. */
   analyses: number;
-  /** Feature documents removed. */
+  /** Features removed (distinct indices, whatever generation held them). */
   features: number;
 }
 
@@ -173,7 +183,7 @@ export interface RemoveSaeResult {
 export interface RemoveAnalysisResult {
   /** Whether the analysis document existed. */
   analysis: boolean;
-  /** Feature documents from which `analyses.<name>` was removed. */
+  /** Features that had the analysis in its published generation (those readers saw). */
   features: number;
 }
 
@@ -260,8 +270,8 @@ export const STATE_CHUNK_BYTES = 8 * 1024 * 1024;
 
 /**
  * Where features and their metadata are kept. Feature writes are idempotent upserts keyed on
- * `(sae_series, sae_name, index)`; every method is async; `close()` (or `await using`) releases
- * the connection or file.
+ * `(sae_series, sae_name, index)` (and generation); every method is async; `close()` (or
+ * `await using`) releases the connection or file.
  *
  * @example
  * ```ts
@@ -269,8 +279,17 @@ export const STATE_CHUNK_BYTES = 8 * 1024 * 1024;
  * import { openStore } from "./open.ts";
  * const dir = await Deno.makeTempDir();
  * await using store = await openStore({ outputDir: dir });
- * await store.putDataset({ name: "demo", config: { path: "demo.jsonl" } });
- * assert((await store.getDataset("demo"))?.config.path === "demo.jsonl");
+ * const doc = {
+ *   sae_series: "s", sae_name: "n", name: "default", settings: {}, n_analyzed_tokens: 0,
+ *   started_at: new Date().toISOString(), timings: {},
+ * };
+ * const run = await store.beginAnalysisRun(doc, { owner: "host h pid 1", leaseMs: 60_000 });
+ * await store.writeFeatures([{ sae_series: "s", sae_name: "n", index: 0, analyses: {} }], {
+ *   generation: run.generation,
+ * });
+ * assert.equal(await store.getFeature("s", "n", 0), null); // not published yet
+ * await store.publishAnalysisRun({ ...doc, finished_at: new Date().toISOString() }, run.generation);
+ * assert.equal((await store.getFeature("s", "n", 0))?.index, 0);
  * ```
  */
 export interface FeatureStore extends AsyncDisposable {
@@ -283,7 +302,7 @@ export interface FeatureStore extends AsyncDisposable {
   getSae(series: string, name: string): Promise<SaeDoc | null>;
   /** All SAE documents (of one series when given), ordered by series then name. */
   listSaes(series?: string): Promise<SaeDoc[]>;
-  /** Removes an SAE with its feature and analysis documents. */
+  /** Removes an SAE with its feature and analysis documents, of every generation. */
   removeSae(series: string, name: string): Promise<RemoveSaeResult>;
 
   /** Inserts or replaces a model document. */
@@ -302,15 +321,28 @@ export interface FeatureStore extends AsyncDisposable {
   getAnalysis(series: string, saeName: string, name: string): Promise<AnalysisDoc | null>;
   /** The analysis documents of an SAE, ordered by name. */
   listAnalyses(series: string, saeName: string): Promise<AnalysisDoc[]>;
-  /** Removes `analyses.<name>` from every feature of the SAE, and the analysis document. */
+  /**
+   * Removes the analysis from every feature of the SAE (every generation of it; the features keep
+   * their logits and interpretation), its document and its analyzer states.
+   */
   removeAnalysis(series: string, saeName: string, name: string): Promise<RemoveAnalysisResult>;
 
   /**
    * Upserts features in batches: each analysis present in `record.analyses` replaces
    * `analyses.<name>` of generation `options.generation` (default `""`, the generation of
-   * documents without one), `logits` and `interpretation` replace theirs when present; nothing
-   * else of the stored feature changes. Records for the same feature are applied in order.
-   * Readers see an analysis only under its published generation (`AnalysisDoc.generation`).
+   * features written without one); `logits` and `interpretation` replace theirs when present;
+   * nothing else of the stored feature changes. Records for the same feature are applied in
+   * order. Readers see an analysis only under its published generation
+   * (`AnalysisDoc.generation`), and a feature only once it has something they see.
+   *
+   * Under a generation, `logits` are kept with it too: they become the feature's when it is
+   * published (the latest written of the feature's own and those of the published generations of
+   * the analyses read wins), and go with it. An `interpretation` belongs to the feature, not to a
+   * run: it is written at once, whatever the generation.
+   *
+   * @throws {AnalysisBusyError} Under a generation that no run holds: never begun in this store,
+   *   ended, or removed by a later run after its lease lapsed.
+   * @throws {RangeError} For a generation that `beginAnalysisRun` cannot have returned.
    */
   writeFeatures(
     records: readonly FeatureRecord[],
@@ -331,10 +363,11 @@ export interface FeatureStore extends AsyncDisposable {
     lease: LeaseOptions,
   ): Promise<AnalysisRunInfo>;
   /**
-   * Renews the lease of the run writing `generation` until `now + leaseMs`.
+   * Renews the lease of the run writing `generation` until `now + leaseMs` (also after it
+   * lapsed, as long as no other run began). Does nothing once that generation is published.
    *
    * @throws {AnalysisBusyError} When the analysis is no longer held by that run (its lease
-   *   lapsed and another run began).
+   *   lapsed and another run began, or the run ended, or the analysis was removed).
    */
   renewAnalysisRun(
     key: AnalysisKey,
@@ -344,7 +377,8 @@ export interface FeatureStore extends AsyncDisposable {
   /**
    * Publishes the run writing `generation`, by one write of the analysis document: `doc` with
    * status `complete`, `generation` and no `run`; then removes the features of every other
-   * generation of the analysis.
+   * generation of the analysis (when that fails, e.g. on a full disk, the next begin or publish
+   * removes them; no reader sees them). Does nothing when that generation is already published.
    *
    * @throws {AnalysisBusyError} When the analysis is no longer held by that run.
    */
@@ -354,11 +388,16 @@ export interface FeatureStore extends AsyncDisposable {
   ): Promise<void>;
   /**
    * Ends the run writing `generation` without publishing: `run.status`/`run.error` say how (the
-   * lease is released), what it wrote is removed, and an analysis with nothing published takes
-   * `outcome.status` as its status. Does nothing when another run holds the analysis.
+   * lease is released), and an analysis with nothing published takes `outcome.status` (and
+   * `outcome.error`) as its status, finished now; then what the run wrote is removed (when that
+   * fails, e.g. on a full disk, the next begin removes it). Leaves the analysis document as it is
+   * when the run does not hold it (another run does, or it already ended or published).
    */
   endAnalysisRun(key: AnalysisKey, generation: string, outcome: RunOutcome): Promise<void>;
-  /** One feature with all its analyses and typed arrays restored, or null. */
+  /**
+   * One feature with all its analyses (each of its published generation) and typed arrays
+   * restored, or null.
+   */
   getFeature(series: string, name: string, index: number): Promise<FeatureRecord | null>;
   /** Summaries of the features of one analysis, sorted and paged. */
   listFeatures(options: FeatureListOptions): Promise<FeatureSummary[]>;
@@ -366,7 +405,9 @@ export interface FeatureStore extends AsyncDisposable {
   countFeatures(filter: FeatureFilter): Promise<number>;
   /**
    * Streams feature records by ascending index, one page per pull (nothing is read before the
-   * consumer asks; cancelling stops reading).
+   * consumer asks; cancelling stops reading). The published generations are resolved at the
+   * first pull; if one of those read is replaced before the stream ends, the stream errors
+   * rather than mix two generations.
    */
   readFeatures(
     series: string,
