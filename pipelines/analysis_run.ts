@@ -10,8 +10,8 @@
  *
  * - {@linkcode AnalysisRun.begin} takes the analysis' lease in the store (`beginAnalysisRun`): a
  *   second run on the same analysis name fails at once with `AnalysisBusyError` naming the
- *   holder, unless the holder's lease lapsed (it stopped renewing) or the holder is a process of
- *   this host that no longer exists (killed): then it is ended as failed and the new run begins.
+ *   holder, unless the holder's lease lapsed (a killed run stops renewing it): then what the
+ *   dead run wrote is removed and the new run begins.
  * - While the run lasts, a heartbeat renews the lease every quarter of its length.
  * - Features go to the store under the run's generation ({@linkcode AnalysisRun.writer}); readers
  *   keep seeing the previous published result until {@linkcode AnalysisRun.publish} switches the
@@ -80,34 +80,12 @@ function hostname(): string {
   }
 }
 
-/**
- * Whether a run's owner is a process of this host that no longer exists (so its lease can be
- * taken at once). False when unsure (another host, or no `/proc`).
- */
-function ownerIsGone(owner: string): boolean {
-  const m = /^host (.+) pid (\d+)$/.exec(owner);
-  if (!m || m[1] !== hostname() || Number(m[2]) === Deno.pid) return false;
-  try {
-    Deno.statSync("/proc/self");
-  } catch {
-    return false; // no procfs: cannot tell
-  }
-  try {
-    Deno.statSync(`/proc/${m[2]}`);
-    return false;
-  } catch {
-    return true;
-  }
-}
-
 /** Options of {@linkcode AnalysisRun.begin}. */
 export interface AnalysisRunOptions {
   /** Lease length, ms. Default {@linkcode leaseMsFromEnv}. */
   leaseMs?: number;
   /** Who runs it. Default {@linkcode runOwner}. */
   owner?: string;
-  /** Where a line about taking over a dead run's lease goes. Default: none. */
-  log?: (line: string) => void;
 }
 
 /** The analysis document fields a run publishes (status, generation and run are set for it). */
@@ -170,7 +148,7 @@ export class AnalysisRun implements AsyncDisposable {
    * @param store The store.
    * @param doc The analysis document as far as known at the start (stored when nothing is
    *   published yet; a published analysis keeps its document until this run publishes).
-   * @param options Lease length, owner, log.
+   * @param options Lease length and owner.
    * @returns The run.
    * @throws {AnalysisBusyError} When a live run holds the analysis.
    */
@@ -181,20 +159,8 @@ export class AnalysisRun implements AsyncDisposable {
   ): Promise<AnalysisRun> {
     const leaseMs = options.leaseMs ?? leaseMsFromEnv();
     const owner = options.owner ?? runOwner();
-    const key = { sae_series: doc.sae_series, sae_name: doc.sae_name, name: doc.name };
-    const stored = await store.getAnalysis(key.sae_series, key.sae_name, key.name);
-    const held = stored?.run;
-    if (held?.status === "running" && ownerIsGone(held.owner)) {
-      // Killed on this host (kill -9, power loss of a container): its lease need not lapse first.
-      await store.endAnalysisRun(key, held.generation, {
-        status: "failed",
-        error: `the run of ${held.owner} stopped without ending (the process is gone)`,
-      });
-      options.log?.(
-        `analysis "${key.name}": the run of ${held.owner} started ${held.started_at} is gone; its writes were removed`,
-      );
-    }
     const info = await store.beginAnalysisRun(doc, { owner, leaseMs });
+    const key = { sae_series: doc.sae_series, sae_name: doc.sae_name, name: doc.name };
     return new AnalysisRun(store, key, info, leaseMs);
   }
 

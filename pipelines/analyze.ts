@@ -237,10 +237,11 @@ export async function analyzeSae(
       });
     } else {
       // Takes the analysis' lease: a second run on the same name fails here, naming this one.
-      run = await AnalysisRun.begin(store, analysisDoc, {
-        log: say,
-        ...(options.leaseMs !== undefined ? { leaseMs: options.leaseMs } : {}),
-      });
+      run = await AnalysisRun.begin(
+        store,
+        analysisDoc,
+        options.leaseMs !== undefined ? { leaseMs: options.leaseMs } : {},
+      );
     }
   } catch (error) {
     // Nothing flows yet: release the sessions, the dataset files and the store.
@@ -335,6 +336,8 @@ export async function analyzeSae(
       options.signal ? { signal: options.signal } : {},
     );
     progress?.done();
+    // A signal that came while the last records were written still stops the run unpublished.
+    options.signal?.throwIfAborted();
     const seconds = (performance.now() - started) / 1000;
     phase = "publish";
     await run!.publish({

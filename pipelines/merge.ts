@@ -147,7 +147,7 @@ export async function mergeAnalysis(
     ...analysisDoc,
     n_analyzed_tokens: 0,
     timings: {},
-  }, { log: say });
+  });
   const tally = new Tally(analysis);
   try {
     // The analyzer stage over the merged state, with no further input: its records.

@@ -173,6 +173,11 @@ export interface SlicedSaeOptions {
   dModel?: number;
   /** Changes to `config.json` (e.g. `{ act_fn: "swish" }`). */
   config?: Record<string, unknown>;
+  /**
+   * The hook point the SAE says it was trained at (`hook_point_in`/`_out`, and the name of its
+   * dataset-norm tensors). Default: the demo SAE's.
+   */
+  hookPoint?: string;
 }
 
 /**
@@ -208,15 +213,22 @@ export async function writeSlicedSae(dir: string, options: SlicedSaeOptions = {}
     W_D: { dtype: "F32", shape: [k, dm], data: decoder },
     b_D: { dtype: "F32", shape: [dm], data: bD.slice(0, dm) },
   };
+  const config = JSON.parse(await Deno.readTextFile(join(DEMO_SAE, "config.json")));
+  const hook = options.hookPoint;
   for (const name of file.names) {
     if (name.startsWith("dataset_average_activation_norm.")) {
-      tensors[name] = { dtype: "F32", shape: [], data: await file.readF32(name) };
+      const renamed = hook ? name.replace(config.hook_point_in, hook) : name;
+      tensors[renamed] = { dtype: "F32", shape: [], data: await file.readF32(name) };
     }
   }
   await Deno.mkdir(dir, { recursive: true });
   await Deno.writeFile(join(dir, "sae_weights.safetensors"), writeSafetensors(tensors));
-  const config = JSON.parse(await Deno.readTextFile(join(DEMO_SAE, "config.json")));
-  Object.assign(config, { d_model: dm, d_sae: k, expansion_factor: k / dm }, options.config);
+  Object.assign(
+    config,
+    { d_model: dm, d_sae: k, expansion_factor: k / dm },
+    hook ? { hook_point_in: hook, hook_point_out: hook } : {},
+    options.config,
+  );
   await Deno.writeTextFile(join(dir, "config.json"), JSON.stringify(config, null, 2));
   return dir;
 }
