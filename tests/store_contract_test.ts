@@ -142,7 +142,7 @@ type StoreFactory = () => Promise<
   { store: FeatureStore; stored: Stored; cleanup: () => Promise<void> }
 >;
 
-async function contract(label: string, t: Deno.TestContext, factory: StoreFactory) {
+async function contract(t: Deno.TestContext, factory: StoreFactory) {
   const { store, stored, cleanup } = await factory();
   try {
     await t.step("re-writing an analysis replaces its values and never duplicates", async () => {
@@ -966,7 +966,7 @@ async function runsContract(t: Deno.TestContext, store: FeatureStore, stored: St
 
 Deno.test("the SQLite store keeps the FeatureStore contract", async (t) => {
   await withTempDir(async (dir) => {
-    await contract("sqlite", t, async () => {
+    await contract(t, async () => {
       const store = await openStore({ outputDir: `${dir}/out` });
       assert.ok(store instanceof SqliteFeatureStore);
       assert.equal(store.location, `${dir}/out/saeflow.sqlite`);
@@ -986,7 +986,6 @@ Deno.test({
   fn: async (t) => {
     await withMongo(t, async ({ store }) => {
       await contract(
-        "mongodb",
         t,
         () =>
           Promise.resolve({
