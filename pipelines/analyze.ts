@@ -172,8 +172,6 @@ export async function analyzeSae(
     );
   }
   const analysis = settings.analysis_name;
-  checkHookPoint(sae, hookPoint, options.hookMismatch ?? "warn", options.log ?? console.error);
-
   // Opened before anything is stored, so that a bad hook point or a width mismatch fails first.
   const encode = await encodeStage({
     model: loaded.onnx,
@@ -185,6 +183,13 @@ export async function analyzeSae(
     ...(options.threads ? { threads: options.threads } : {}),
   });
   const fused = encode.fused;
+  // After the hook point is known to exist (an unknown one is the error to report then).
+  try {
+    checkHookPoint(sae, hookPoint, options.hookMismatch ?? "warn", options.log ?? console.error);
+  } catch (error) {
+    await encode.stream.writable.abort(error);
+    throw error;
+  }
   let store: FeatureStore | undefined;
   let source: ReadableStream<TextRecord> | undefined;
   let run: AnalysisRun | undefined;

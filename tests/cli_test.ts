@@ -596,36 +596,26 @@ Deno.test("`remove analysis` and `remove sae` remove what they name, and nothing
     );
     assert.equal((await storedFor(store, "demo", "demo-sae")).analyses.length, 1);
   });
-  await t.step("remove analysis demo-sae default, then the feature has no analysis", async () => {
+  await t.step("remove analysis demo-sae default, then nothing of the run is left", async () => {
     assert.equal(
       assertOk(await run("remove", "analysis", "demo-sae", "default"), "remove analysis").trim(),
       'removed analysis default of demo/demo-sae: {"analysis":true,"features":256}',
     );
-    const [text, json] = await Promise.all([
-      run("show", "feature", "demo-sae", "0"),
-      run("show", "feature", "demo-sae", "0", "--json"),
-    ]);
-    // The demo also ran DLA: the feature keeps its logits, which are not part of the analysis.
-    assert.deepEqual(
-      assertOk(text, "show").trim().split("\n").slice(0, 4),
-      [
-        "demo/demo-sae feature 0",
-        "no analysis stored for this feature",
-        "",
-        "direct logit attribution",
-      ],
+    // The demo's DLA ran inline: its logits were written with the run's generation, so they
+    // go with the analysis (`saeflow dla` writes logits that stay with the feature).
+    assertCliError(
+      await run("show", "feature", "demo-sae", "0"),
+      2,
+      "Feature 0 of demo/demo-sae is not in the store",
     );
-    const doc = JSON.parse(assertOk(json, "show --json"));
-    assert.deepEqual(doc.analyses, {});
-    assert.equal(doc.logits.top_positive.length, 10);
     const stored = await storedFor(store, "demo", "demo-sae");
     assert.deepEqual(stored.analyses, []);
-    assert.equal(stored.features, 256, "the feature documents stay");
+    assert.equal(stored.features, 0);
   });
   await t.step("remove sae demo-sae, then nothing of it is left", async () => {
     assert.equal(
       assertOk(await run("remove", "sae", "demo-sae"), "remove sae").trim(),
-      'removed demo/demo-sae: {"sae":true,"analyses":0,"features":256}',
+      'removed demo/demo-sae: {"sae":true,"analyses":0,"features":0}',
     );
     assertCliError(
       await run("show", "feature", "demo-sae", "0"),
@@ -717,12 +707,15 @@ Deno.test({
             .trim(),
           'removed analysis default of demo/demo-sae: {"analysis":true,"features":16}',
         );
-        const json = await runCli(["show", "feature", "demo-sae", "0", "--json", ...viaMongo]);
-        assert.deepEqual(JSON.parse(assertOk(json, "show")).analyses, {});
+        assertCliError(
+          await runCli(["show", "feature", "demo-sae", "0", "--json", ...viaMongo]),
+          2,
+          "Feature 0 of demo/demo-sae is not in the store",
+        );
         assert.equal(
           assertOk(await runCli(["remove", "sae", "demo-sae", "--config", mongoConfig]), "rm sae")
             .trim(),
-          'removed demo/demo-sae: {"sae":true,"analyses":0,"features":16}',
+          'removed demo/demo-sae: {"sae":true,"analyses":0,"features":0}',
         );
         assertCliError(
           await runCli(["show", "feature", "demo-sae", "0", ...viaMongo]),
