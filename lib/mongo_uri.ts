@@ -70,7 +70,26 @@ function completeMongoUri(v: string): string | undefined {
 
 /** `uri` without `//user:pw@` and with its password (raw and decoded) replaced by `****`. */
 function hidePassword(uri: string): string {
-  let out = uri.replace(/\/\/[^/@\s]*@/g, "//");
+  return redactCredentials(uri, uri);
+}
+
+/**
+ * `message` without any `//user:pw@` and with the password of `uri` (raw and URL-decoded)
+ * replaced by `****`: for errors of a driver that may quote the connection string or its parts.
+ *
+ * @param message The text to clean.
+ * @param uri The connection string whose password must not appear.
+ * @returns The cleaned text.
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { redactCredentials } from "./mongo_uri.ts";
+ * const uri = "mongodb://ann:p%40ss@db:27017/";
+ * assert.equal(redactCredentials("auth failed for p@ss at " + uri, uri), "auth failed for **** at mongodb://db:27017/");
+ * ```
+ */
+export function redactCredentials(message: string, uri: string): string {
+  let out = message.replace(/\/\/[^/@\s]*@/g, "//");
   const rest = uri.replace(/^[a-z+]+:\/\//i, "");
   const end = rest.search(/[/?]/);
   const auth = end === -1 ? rest : rest.slice(0, end);

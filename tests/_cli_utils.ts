@@ -55,6 +55,24 @@ export interface RunCliOptions {
   env?: Record<string, string>;
 }
 
+/** `deno run <shipped permissions> cli.ts ...args`, with the environment rules of runCli. */
+function cliCommand(args: readonly string[], options: RunCliOptions): Deno.Command {
+  const env: Record<string, string> = { NO_COLOR: "1", HF_HUB_OFFLINE: "1" };
+  for (const name of ["PATH", "HOME", "DENO_DIR", "XDG_CACHE_HOME"]) {
+    const value = Deno.env.get(name);
+    if (value !== undefined) env[name] = value;
+  }
+  return new Deno.Command(Deno.execPath(), {
+    args: ["run", ...CLI_PERMISSIONS, join(ROOT, "cli.ts"), ...args],
+    cwd: options.cwd ?? ROOT,
+    env: { ...env, ...options.env },
+    clearEnv: true,
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  });
+}
+
 /**
  * Runs `deno run <shipped permissions> cli.ts ...args` as a subprocess.
  *
@@ -66,20 +84,7 @@ export async function runCli(
   args: readonly string[],
   options: RunCliOptions = {},
 ): Promise<CliResult> {
-  const env: Record<string, string> = { NO_COLOR: "1", HF_HUB_OFFLINE: "1" };
-  for (const name of ["PATH", "HOME", "DENO_DIR", "XDG_CACHE_HOME"]) {
-    const value = Deno.env.get(name);
-    if (value !== undefined) env[name] = value;
-  }
-  const out = await new Deno.Command(Deno.execPath(), {
-    args: ["run", ...CLI_PERMISSIONS, join(ROOT, "cli.ts"), ...args],
-    cwd: options.cwd ?? ROOT,
-    env: { ...env, ...options.env },
-    clearEnv: true,
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
+  const out = await cliCommand(args, options).output();
   const dec = new TextDecoder();
   return {
     code: out.code,
@@ -376,20 +381,7 @@ export interface SpawnedCli {
  * @param options working directory and environment.
  */
 export function spawnCli(args: readonly string[], options: RunCliOptions = {}): SpawnedCli {
-  const env: Record<string, string> = { NO_COLOR: "1", HF_HUB_OFFLINE: "1" };
-  for (const name of ["PATH", "HOME", "DENO_DIR", "XDG_CACHE_HOME"]) {
-    const value = Deno.env.get(name);
-    if (value !== undefined) env[name] = value;
-  }
-  const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", ...CLI_PERMISSIONS, join(ROOT, "cli.ts"), ...args],
-    cwd: options.cwd ?? ROOT,
-    env: { ...env, ...options.env },
-    clearEnv: true,
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
+  const child = cliCommand(args, options).spawn();
   let stderr = "";
   const waiters: { pattern: RegExp; resolve: (line: string) => void }[] = [];
   let ended = false;

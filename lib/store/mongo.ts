@@ -84,7 +84,7 @@ import {
   MongoTopologyClosedError,
 } from "mongodb";
 import { AnalysisBusyError, ConfigError, StoreUnavailableError } from "../errors.ts";
-import { normalizeMongoUri } from "../mongo_uri.ts";
+import { normalizeMongoUri, redactCredentials } from "../mongo_uri.ts";
 import type { FeatureRecord } from "../types.ts";
 import { decodeValue, encodeValue, escapeKey, unescapeKey } from "./_codec.ts";
 import {
@@ -217,22 +217,7 @@ export function mongoHosts(uri: string): string {
 }
 
 /** Removes the credentials of `uri` (and any `//user:pw@`) from a message. */
-function redact(message: string, uri: string): string {
-  let out = message.replace(/\/\/[^/@\s]*@/g, "//");
-  const { userinfo } = authority(uri);
-  const colon = userinfo.indexOf(":");
-  if (colon !== -1) {
-    const raw = userinfo.slice(colon + 1);
-    let decoded = raw;
-    try {
-      decoded = decodeURIComponent(raw);
-    } catch { /* keep raw */ }
-    for (const secret of new Set([raw, decoded])) {
-      if (secret.length > 0) out = out.replaceAll(secret, "****");
-    }
-  }
-  return out;
-}
+const redact = redactCredentials;
 
 function checkDbName(db: string): string {
   if (typeof db !== "string" || db.length === 0 || db.length > 63 || /[/\\. "$*<>:|?\0]/.test(db)) {
