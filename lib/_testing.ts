@@ -393,6 +393,47 @@ export async function settle(watch: () => unknown, turns = 5): Promise<void> {
 }
 
 /**
+ * The backpressure check of a stage that emits one output per input: with the sink holding the
+ * first output, the source is pulled at most twice (that output and one in the stage's input
+ * queue), however long one waits; each output the sink takes lets at most one more input in;
+ * an error of the sink cancels the source with its reason.
+ *
+ * @param src A pull-counting source of at least three items.
+ * @param stage The stage under test.
+ * @param key What identifies an output (e.g. the row of its first context).
+ * @param firstTwo The keys of the first two outputs.
+ * @example
+ * ```ts
+ * import { assertStageBackpressure, pullCountingSource } from "./_testing.ts";
+ * const src = pullCountingSource((i) => (i < 10 ? i : undefined));
+ * const double = new TransformStream<number, number>({ transform: (x, c) => c.enqueue(2 * x) });
+ * await assertStageBackpressure(src, double, (x) => x, [0, 2]);
+ * ```
+ */
+export async function assertStageBackpressure<I, O>(
+  src: PullCountingSource<I>,
+  stage: { readable: ReadableStream<O>; writable: WritableStream<I> },
+  key: (output: O) => unknown,
+  firstTwo: readonly unknown[],
+): Promise<void> {
+  const sink = new GatedSink<O>();
+  const piped = src.stream.pipeThrough(stage).pipeTo(sink.stream);
+  await sink.waitForWrites(1); // the sink holds output 0 and does not let it go
+  await settle(() => src.pulls);
+  // Output 0 in the sink and input 1 in the stage's input queue: nothing more, however long.
+  const held = src.pulls;
+  ok(held <= 2, `the source was pulled ${held} times with the sink blocked`);
+  sink.release();
+  await sink.waitForWrites(2);
+  await settle(() => src.pulls);
+  ok(src.pulls <= held + 1, `one output taken let ${src.pulls - held} more in`);
+  deepStrictEqual(sink.received.map(key), [...firstTwo]);
+  sink.fail("consumer stopped");
+  deepStrictEqual(await piped.catch((e) => e), "consumer stopped");
+  deepStrictEqual(src.cancelReason, "consumer stopped");
+}
+
+/**
  * The absolute path of `relative` under the committed `fixtures/` folder; fails, naming it, when
  * it is missing (a test never skips itself for a missing fixture: they are in the repository).
  *

@@ -1,5 +1,5 @@
 import { assert, assertEquals, assertRejects } from "../lib/onnx/_testing.ts";
-import { eventually, GatedSink, pullCountingSource, settle } from "../lib/_testing.ts";
+import { assertStageBackpressure, eventually, pullCountingSource } from "../lib/_testing.ts";
 import { ConfigError } from "../lib/errors.ts";
 import { OnnxModel } from "../lib/onnx/mod.ts";
 import { randomWeights, writeLmSaes, writeSaeLens } from "../lib/sae/_testing.ts";
@@ -76,22 +76,12 @@ Deno.test("fusedEncode() emits what model hook → SAE encode emits", async () =
 });
 
 Deno.test("fusedEncode() pulls only as the sink takes batches (backpressure)", async () => {
-  const src = source(100);
-  const sink = new GatedSink<FeatureBatch>();
-  const piped = src.stream.pipeThrough(fusedEncode({ encoder: shared })).pipeTo(sink.stream);
-  await sink.waitForWrites(1); // the sink holds batch 0 and does not let it go
-  await settle(() => src.pulls);
-  // Batch 0 in the sink and batch 1 in the stage's input queue: nothing more, however long.
-  const held = src.pulls;
-  assert(held <= 2, `the source was pulled ${held} times with the sink blocked`);
-  sink.release();
-  await sink.waitForWrites(2);
-  await settle(() => src.pulls);
-  assert(src.pulls <= held + 1, `one batch taken let ${src.pulls - held} more in`);
-  assertEquals(sink.received.map((b) => b.origins[0]!.row), [0, 2]);
-  sink.fail("consumer stopped");
-  assertEquals(await piped.catch((e) => e), "consumer stopped");
-  assertEquals(src.cancelReason, "consumer stopped");
+  await assertStageBackpressure(
+    source(100),
+    fusedEncode({ encoder: shared }),
+    (b) => b.origins[0]!.row,
+    [0, 2],
+  );
 });
 
 Deno.test("cancelling the output reaches the source and releases an owned fused encoder", async () => {
